@@ -1,0 +1,76 @@
+"""Data loading: one front door, :func:`load`.
+
+Dataset specs (strings, so that a command line can name them):
+
+* ``"mnist-sample"`` — the embedded 5000-image real MNIST sample (default; no network).
+* ``"idx:DIR"`` — an MNIST / Fashion-MNIST style folder of IDX files (``.gz`` or raw).
+* ``"folder:DIR"`` — images in one sub-folder per class, or a flat unlabelled folder.
+* ``"tfds:NAME"`` — a prepared tensorflow-datasets dataset read through
+  ``tfds.data_source`` (no TensorFlow needed), e.g. ``tfds:mnist``, ``tfds:cifar10``.
+"""
+
+from __future__ import annotations
+
+from pixjax.data.base import Dataset, check_float_images, check_images, to_float
+from pixjax.data.bundled import load_mnist_sample
+
+KINDS = ("mnist-sample", "idx:DIR", "folder:DIR", "tfds:NAME")
+
+__all__ = [
+    "Dataset",
+    "KINDS",
+    "check_float_images",
+    "check_images",
+    "load",
+    "load_mnist_sample",
+    "to_float",
+]
+
+
+def load(spec: str = "mnist-sample", split: str = "test", **kwargs) -> Dataset:
+    """Loads a dataset named by ``spec``.
+
+    Args:
+      spec: one of ``"mnist-sample"``, ``"idx:DIR"``, ``"folder:DIR"``, ``"tfds:NAME"``.
+      split: ``"train"``, ``"test"`` or ``"all"`` (folder datasets ignore it unless the
+        folder has ``train/`` and ``test/`` sub-folders; tfds accepts its own split
+        syntax, e.g. ``"test[:1000]"``).
+      **kwargs: passed to the specific loader (``size=``/``channels=`` for folders,
+        ``data_dir=`` for tfds, ``limit=`` for all).
+
+    Returns:
+      A :class:`Dataset` with uint8 ``[N, H, W, C]`` images.
+
+    Raises:
+      ValueError: for an unknown spec (the message lists the accepted forms).
+      FileNotFoundError: when the data is absent (the message says how to prepare it).
+    """
+    if not isinstance(spec, str) or not spec:
+        raise ValueError(f"dataset: expected one of {KINDS}, got {spec!r}")
+    kind, _, arg = spec.partition(":")
+    limit = kwargs.pop("limit", None)
+    if kind == "mnist-sample" and not arg:
+        if kwargs:
+            raise ValueError(
+                f"dataset mnist-sample takes no options, got {sorted(kwargs)}"
+            )
+        data = load_mnist_sample(split)
+    elif kind == "idx" and arg:
+        from pixjax.data.idx import load_idx
+
+        data = load_idx(arg, split=split, **kwargs)
+    elif kind == "folder" and arg:
+        from pixjax.data.folder import load_folder
+
+        data = load_folder(arg, split=split, **kwargs)
+    elif kind == "tfds" and arg:
+        from pixjax.data.tfds_source import load_tfds
+
+        data = load_tfds(arg, split=split, **kwargs)
+    else:
+        raise ValueError(f"dataset: expected one of {KINDS}, got {spec!r}")
+    if limit is not None:
+        if int(limit) <= 0:
+            raise ValueError(f"limit: expected a positive integer, got {limit!r}")
+        data = data.take(slice(0, int(limit)))
+    return data

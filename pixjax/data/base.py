@@ -1,0 +1,98 @@
+"""The in-memory dataset every loader returns, plus pure preprocessing helpers."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+
+class Dataset(NamedTuple):
+    """An image classification dataset held in host memory.
+
+    Attributes:
+      images: ``[N, H, W, C]`` uint8 in ``0..255`` (channels last, always 4-D).
+      labels: ``[N]`` int32 class indices, or ``None`` for unlabelled data (experiments
+        then use the model's clean predictions as labels).
+      class_names: one name per class (may be empty when unknown).
+      name: a short description of where the data came from (for metadata).
+    """
+
+    images: np.ndarray
+    labels: np.ndarray | None
+    class_names: tuple[str, ...]
+    name: str
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def num_classes(self) -> int:
+        if self.class_names:
+            return len(self.class_names)
+        if self.labels is None or len(self.labels) == 0:
+            return 0
+        return int(self.labels.max()) + 1
+
+    def take(self, index: np.ndarray | slice) -> Dataset:
+        """Returns the subset at ``index`` (a slice or an integer index array)."""
+        labels = None if self.labels is None else self.labels[index]
+        return self._replace(images=self.images[index], labels=labels)
+
+    def with_labels(self, labels: np.ndarray) -> Dataset:
+        labels = np.asarray(labels, dtype=np.int32)
+        if labels.shape != (len(self.images),):
+            raise ValueError(
+                f"labels: expected shape ({len(self.images)},), got {labels.shape}"
+            )
+        return self._replace(labels=labels)
+
+
+def check_images(images: np.ndarray, argument: str = "images") -> np.ndarray:
+    """Validates a uint8 ``[N, H, W, C]`` image array and returns it.
+
+    Raises:
+      ValueError: naming ``argument`` and the accepted shapes / dtypes.
+    """
+    images = np.asarray(images)
+    if images.ndim != 4:
+        raise ValueError(
+            f"{argument}: expected a 4-D array [N, H, W, C] (channels last), got shape "
+            f"{images.shape}"
+        )
+    if images.dtype != np.uint8:
+        raise ValueError(
+            f"{argument}: expected dtype uint8 with values 0..255, got {images.dtype}; "
+            "convert float images in [0, 1] with (x * 255).round().astype(np.uint8)"
+        )
+    if images.shape[-1] not in (1, 3):
+        raise ValueError(
+            f"{argument}: expected 1 or 3 channels in the last axis, got shape "
+            f"{images.shape}"
+        )
+    return images
+
+
+def to_float(images: np.ndarray | jnp.ndarray) -> jnp.ndarray:
+    """uint8 ``0..255`` -> float32 ``[0, 1]`` (pure, jit-able)."""
+    return jnp.asarray(images, jnp.float32) / 255.0
+
+
+def check_float_images(images, argument: str = "images") -> None:
+    """Validates float images in ``[0, 1]`` with shape ``[N, H, W, C]`` (host-side)."""
+    arr = np.asarray(images)
+    if arr.ndim != 4:
+        raise ValueError(
+            f"{argument}: expected shape [N, H, W, C], got {arr.shape}"
+        )
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(
+            f"{argument}: expected float32 values in [0, 1], got dtype {arr.dtype}"
+        )
+    lo, hi = float(arr.min(initial=0.0)), float(arr.max(initial=0.0))
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(
+            f"{argument}: expected values in [0, 1], got range [{lo:.4g}, {hi:.4g}]"
+        )

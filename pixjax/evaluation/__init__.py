@@ -1,0 +1,25 @@
+"""Evaluation: the sweep engine, metrics and the Pixel-index."""
+
+from pixjax.evaluation.metrics import Z95, summarize, wilson_interval
+from pixjax.evaluation.pixel_index import pixel_index
+from pixjax.evaluation.sweep import (
+    Sweeper,
+    SweepOutputs,
+    make_sweeper,
+    run_sweep,
+    summarize_outputs,
+    sweep,
+)
+
+__all__ = [
+    "SweepOutputs",
+    "Sweeper",
+    "Z95",
+    "make_sweeper",
+    "pixel_index",
+    "run_sweep",
+    "summarize",
+    "summarize_outputs",
+    "sweep",
+    "wilson_interval",
+]

@@ -1,0 +1,302 @@
+"""Random few-pixel changes, parametrised as in Zhang & Cai (2021).
+
+"Pixel Change Robustness" (Zhang & Cai 2021, JCC 9(8)) changes ``Num`` random pixels of
+an image, with the new value limited by a magnitude ``R`` and the positions limited to
+a centred region ``P``. pixjax follows that parametrisation:
+
+* ``num``: how many distinct positions change (``Num``).
+* ``magnitude`` ``R`` in ``(0, 255]`` (pixel levels), with ``relative``:
+
+  - ``relative=False`` (Exp 1): the new value is drawn uniformly from ``0..R``
+    (``R = 255``: any value, the paper's default);
+  - ``relative=True`` (Exp 2): the new value is the original ``+- R``, clipped to
+    ``0..255``.
+
+* ``region`` ``(h, w)``: positions are drawn from the centred ``h x w`` rectangle (Exp 3;
+  e.g. 220x220 inside a 224x224 image).
+
+Whether a change applies to all channels of a pixel is not stated in the paper; the
+default (``per_channel=False``) picks ``num`` pixels and redraws every channel of each
+independently, ``per_channel=True`` picks ``num`` (pixel, channel) entries instead. New
+values are whole pixel levels (``quantize=True``), i.e. multiples of 1/255 in the
+``[0, 1]`` image space.
+
+The factory :func:`pixel_change` closes over the static settings (image shape, the
+largest ``num`` of a sweep) and returns two pure functions, ``sample`` and ``apply``;
+the dynamic settings are a :class:`PixelParams` pytree, so a whole grid of
+configurations is one ``vmap``::
+
+    change = pixel_change((28, 28, 1), max_num=64)
+    hp = stack_configs([PixelConfig(num=4), PixelConfig(num=8)], (28, 28, 1))
+    changed = jax.vmap(lambda h, k: change.apply(change.sample(k, x, h), x))(hp, keys)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pixjax.types import Image, PRNGKey
+
+
+class PixelParams(NamedTuple):
+    """Dynamic hyperparameters of a pixel change (a pytree; stack to sweep).
+
+    Attributes:
+      num: int32 ``[]``, number of changed positions.
+      magnitude: float32 ``[]``, ``R`` in pixel levels, ``(0, 255]``.
+      relative: bool ``[]``, ``True`` for original ``+- R``, ``False`` for ``0..R``.
+      region: int32 ``[2]``, height and width of the centred region.
+    """
+
+    num: jax.Array
+    magnitude: jax.Array
+    relative: jax.Array
+    region: jax.Array
+
+
+class Changes(NamedTuple):
+    """One sampled pixel change (what ``sample`` returns and ``apply`` consumes).
+
+    Attributes:
+      index: int32 ``[max_num]``, distinct flat positions inside the region (pixel
+        ``y * W + x``, or ``(y * W + x) * C + c`` with ``per_channel``); unused slots
+        hold ``H * W`` (resp. ``H * W * C``), out of bounds.
+      values: float32 ``[max_num, V]`` new values in ``[0, 1]`` (``V = C`` per pixel,
+        ``1`` per channel).
+      mask: bool ``[max_num]``, ``True`` for the ``num`` entries that are applied
+        (the first ``num``).
+    """
+
+    index: jax.Array
+    values: jax.Array
+    mask: jax.Array
+
+
+class PixelChange(NamedTuple):
+    """A pixel-change perturbation as a pair of pure functions.
+
+    ``sample(key, image, params) -> Changes`` and ``apply(changes, image) -> image``;
+    random testing is ``apply(sample(key, x, p), x)``.
+    """
+
+    sample: Callable[[PRNGKey, Image, PixelParams], Changes]
+    apply: Callable[[Changes, Image], Image]
+    image_shape: tuple[int, int, int]
+    max_num: int
+    per_channel: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class PixelConfig:
+    """One host-side configuration of a pixel change (see the module docstring).
+
+    ``region=None`` means the whole image; an int means a centred square.
+    """
+
+    num: int
+    magnitude: float = 255.0
+    relative: bool = False
+    region: int | tuple[int, int] | None = None
+
+    def region_hw(self, image_shape: Sequence[int]) -> tuple[int, int]:
+        h, w = int(image_shape[0]), int(image_shape[1])
+        if self.region is None:
+            return h, w
+        if isinstance(self.region, int | np.integer):
+            return int(self.region), int(self.region)
+        rh, rw = self.region
+        return int(rh), int(rw)
+
+    def value_range(self) -> float:
+        """``r`` of the Pixel-index: the width of the reachable values over 255."""
+        width = 2.0 * self.magnitude if self.relative else float(self.magnitude)
+        return min(width, 255.0) / 255.0
+
+    def label(self) -> str:
+        mag = f"+-{self.magnitude:g}" if self.relative else f"0..{self.magnitude:g}"
+        reg = "full" if self.region is None else "x".join(
+            str(v) for v in (self.region if isinstance(self.region, tuple) else
+                             (self.region, self.region))
+        )
+        return f"num={self.num} values={mag} region={reg}"
+
+
+def validate_config(
+    config: PixelConfig, image_shape: Sequence[int], per_channel: bool = False
+) -> None:
+    """Checks one configuration against an image shape, before any work.
+
+    Raises:
+      ValueError: naming the argument and the accepted values.
+    """
+    if len(image_shape) != 3:
+        raise ValueError(f"image_shape: expected (H, W, C), got {tuple(image_shape)}")
+    h, w, c = (int(v) for v in image_shape)
+    if isinstance(config.region, tuple) and len(config.region) != 2:
+        raise ValueError(f"region: expected an int or (height, width), got {config.region}")
+    rh, rw = config.region_hw(image_shape)
+    if not (1 <= rh <= h and 1 <= rw <= w):
+        raise ValueError(
+            f"region: expected a centred region between 1x1 and the image size {h}x{w}, "
+            f"got {rh}x{rw}"
+        )
+    units = rh * rw * (c if per_channel else 1)
+    if isinstance(config.num, bool) or not isinstance(config.num, int | np.integer):
+        raise ValueError(f"num: expected a positive integer, got {config.num!r}")
+    if not 1 <= config.num <= units:
+        what = "pixel-channel entries" if per_channel else "pixels"
+        raise ValueError(
+            f"num: expected 1..{units} (the {what} in the {rh}x{rw} region), "
+            f"got {config.num}"
+        )
+    mag = float(config.magnitude)
+    if not (0.0 < mag <= 255.0) or not np.isfinite(mag):
+        raise ValueError(
+            f"magnitude: expected a value in (0, 255] pixel levels, got {config.magnitude}"
+        )
+
+
+def stack_configs(
+    configs: Sequence[PixelConfig],
+    image_shape: Sequence[int],
+    per_channel: bool = False,
+) -> PixelParams:
+    """Validates ``configs`` and stacks them into a :class:`PixelParams` with a leading
+    axis ``[K]`` (host-side, before any device work)."""
+    if len(configs) == 0:
+        raise ValueError("configs: expected at least one PixelConfig, got none")
+    for cfg in configs:
+        validate_config(cfg, image_shape, per_channel)
+    return PixelParams(
+        num=jnp.asarray([c.num for c in configs], jnp.int32),
+        magnitude=jnp.asarray([float(c.magnitude) for c in configs], jnp.float32),
+        relative=jnp.asarray([bool(c.relative) for c in configs], jnp.bool_),
+        region=jnp.asarray([c.region_hw(image_shape) for c in configs], jnp.int32),
+    )
+
+
+def pixel_change(
+    image_shape: Sequence[int],
+    max_num: int,
+    *,
+    per_channel: bool = False,
+    quantize: bool = True,
+) -> PixelChange:
+    """Builds the pure ``sample`` / ``apply`` pair for images of ``image_shape``.
+
+    Args:
+      image_shape: ``(H, W, C)`` of the images (any size, any channel count).
+      max_num: the largest ``num`` the functions will be asked for (static: it fixes the
+        shapes; smaller ``num`` values are masked, so one compiled function serves a grid).
+      per_channel: change ``(pixel, channel)`` entries instead of whole pixels.
+      quantize: draw whole pixel levels (multiples of 1/255).
+
+    Returns:
+      A :class:`PixelChange`. Both functions are pure, jit-able and vmap-able.
+    """
+    if len(image_shape) != 3:
+        raise ValueError(f"image_shape: expected (H, W, C), got {tuple(image_shape)}")
+    h, w, c = (int(v) for v in image_shape)
+    units = h * w * (c if per_channel else 1)
+    vals_per_unit = 1 if per_channel else c
+    if not 1 <= int(max_num) <= units:
+        raise ValueError(f"max_num: expected 1..{units}, got {max_num}")
+    max_num = int(max_num)
+
+    def _distinct_positions(key: PRNGKey, num: jax.Array, region: jax.Array):
+        """``max_num`` flat positions: the first ``num`` are a uniformly random
+        ``num``-subset of the centred region, the rest are ``units`` (out of bounds,
+        dropped by ``apply``). Floyd's algorithm: ``num`` draws and ``O(max_num^2)``
+        comparisons instead of a sort over every position of the image."""
+        per_pixel = c if per_channel else 1
+        region_units = region[0] * region[1] * per_pixel
+        draws = jax.random.uniform(key, (max_num,))
+        slots = jnp.arange(max_num)
+
+        def body(j, chosen):
+            # Step j draws from 0..(region_units - num + j); a repeat takes the top value.
+            top = region_units - num + j
+            t = jnp.minimum(jnp.floor(draws[j] * (top + 1)).astype(jnp.int32), top)
+            seen = jnp.any((chosen == t) & (slots < j))
+            return chosen.at[j].set(jnp.where(seen, top, t))
+
+        r = jax.lax.fori_loop(0, max_num, body, jnp.zeros(max_num, jnp.int32))
+        pix, ch = (r // c, r % c) if per_channel else (r, 0)
+        y = (h - region[0]) // 2 + pix // region[1]
+        x = (w - region[1]) // 2 + pix % region[1]
+        flat = (y * w + x) * per_pixel + ch
+        return jnp.where(slots < num, flat, units)
+
+    def sample(key: PRNGKey, image: Image, params: PixelParams) -> Changes:
+        """Draws ``num`` distinct positions in the region and their new values.
+
+        Args:
+          key: PRNG key (one per image and configuration).
+          image: ``[H, W, C]`` float32 in ``[0, 1]``.
+          params: an unstacked :class:`PixelParams`.
+        """
+        pos_key, val_key = jax.random.split(key)
+        index = _distinct_positions(pos_key, params.num, params.region)
+        flat_image = image.reshape(units, vals_per_unit)
+        original = flat_image.at[index].get(mode="fill", fill_value=0.0) * 255.0
+        shape = (max_num, vals_per_unit)
+        mag = params.magnitude
+        if quantize:
+            mag = jnp.floor(mag)
+            u = jax.random.uniform(val_key, shape)
+            rel = jnp.round(original) + jnp.floor(u * (2 * mag + 1)) - mag
+            ab = jnp.floor(u * (mag + 1))
+        else:
+            u = jax.random.uniform(val_key, shape)
+            rel = original + (2 * u - 1) * mag
+            ab = u * mag
+        new = jnp.where(params.relative, rel, ab)
+        new = jnp.clip(new, 0.0, 255.0) / 255.0
+        mask = index < units
+        return Changes(index=index.astype(jnp.int32), values=new.astype(image.dtype), mask=mask)
+
+    def apply(changes: Changes, image: Image) -> Image:
+        """Writes the first ``num`` sampled values into ``image`` ``[H, W, C]``."""
+        flat = image.reshape(units, vals_per_unit)
+        # Unused slots carry the out-of-bounds index ``units`` and are dropped.
+        index = jnp.where(changes.mask, changes.index, units)
+        new = flat.at[index].set(changes.values, mode="drop", unique_indices=True)
+        return new.reshape(image.shape)
+
+    return PixelChange(
+        sample=sample,
+        apply=apply,
+        image_shape=(h, w, c),
+        max_num=max_num,
+        per_channel=per_channel,
+    )
+
+
+def change_pixels(
+    key: PRNGKey,
+    images: jax.Array,
+    config: PixelConfig,
+    *,
+    per_channel: bool = False,
+    quantize: bool = True,
+) -> jax.Array:
+    """Convenience: applies one configuration to a batch ``[N, H, W, C]`` in ``[0, 1]``.
+
+    Image ``i`` uses ``jax.random.fold_in(key, i)``, as the sweep engine does.
+    """
+    shape = tuple(images.shape[1:])
+    validate_config(config, shape, per_channel)
+    change = pixel_change(shape, config.num, per_channel=per_channel, quantize=quantize)
+    params = jax.tree_util.tree_map(lambda a: a[0], stack_configs([config], shape, per_channel))
+
+    def one(i, image):
+        k = jax.random.fold_in(key, i)
+        return change.apply(change.sample(k, image, params), image)
+
+    return jax.vmap(one)(jnp.arange(images.shape[0]), images)
