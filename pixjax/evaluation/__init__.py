@@ -5,6 +5,7 @@ from pixjax.evaluation.pixel_index import pixel_index
 from pixjax.evaluation.sweep import (
     Sweeper,
     SweepOutputs,
+    change_batch,
     make_sweeper,
     run_sweep,
     summarize_outputs,
@@ -15,6 +16,7 @@ __all__ = [
     "SweepOutputs",
     "Sweeper",
     "Z95",
+    "change_batch",
     "make_sweeper",
     "pixel_index",
     "run_sweep",

@@ -23,7 +23,13 @@ from pixjax import sharding
 from pixjax.data.base import check_images
 from pixjax.evaluation.metrics import summarize
 from pixjax.evaluation.pixel_index import pixel_index
-from pixjax.perturb.pixels import PixelChange, PixelConfig, pixel_change, stack_configs
+from pixjax.perturb.pixels import (
+    PixelChange,
+    PixelConfig,
+    PixelParams,
+    pixel_change,
+    stack_configs,
+)
 
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
 
@@ -59,6 +65,33 @@ class Sweeper(NamedTuple):
     mesh: jax.sharding.Mesh
 
 
+def change_batch(
+    change: PixelChange,
+    key: jax.Array,
+    seed: jax.Array | int,
+    config_id: jax.Array | int,
+    index: jax.Array,
+    images: jax.Array,
+    params: PixelParams,
+) -> jax.Array:
+    """The changed images of one configuration, exactly as the sweep makes them.
+
+    Args:
+      change: the perturbation.
+      key: the sweep's base key; ``seed`` and ``config_id`` select the grid row.
+      index: ``[B]`` global image indices (image ``i`` uses ``fold_in(.., i)``).
+      images: ``[B, H, W, C]`` float32 in ``[0, 1]``.
+      params: one (unstacked) :class:`~pixjax.perturb.PixelParams`.
+    """
+    ck = jax.random.fold_in(jax.random.fold_in(key, seed), config_id)
+
+    def one_image(i, image):
+        k = jax.random.fold_in(ck, i)
+        return change.apply(change.sample(k, image, params), image)
+
+    return jax.vmap(one_image)(index, images)
+
+
 def make_sweeper(
     apply_fn: ApplyFn,
     perturbation: PixelChange,
@@ -83,13 +116,7 @@ def make_sweeper(
         x = images_u8.astype(jnp.float32) / 255.0
 
         def one_config(p, config_id, seed):
-            ck = jax.random.fold_in(jax.random.fold_in(key, seed), config_id)
-
-            def one_image(i, image):
-                k = jax.random.fold_in(ck, i)
-                return change.apply(change.sample(k, image, p), image)
-
-            changed = jax.vmap(one_image)(index, x)
+            changed = change_batch(change, key, seed, config_id, index, x, p)
             probs = jax.nn.softmax(apply_fn(variables, changed), axis=-1)
             return jnp.argmax(probs, axis=-1), jnp.max(probs, axis=-1)
 

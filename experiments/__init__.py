@@ -1,0 +1,1 @@
+"""pixjax experiments: configs plus thin mains, run with ``pixjax run NAME``."""

@@ -1,0 +1,82 @@
+"""The ``pixjax`` command: ``pixjax list`` and ``pixjax run EXPERIMENT``.
+
+Examples::
+
+    pixjax list
+    pixjax run pixel-change --workdir runs/pc
+    pixjax run pixel-change --workdir runs/pc nums=1,4,16 seeds=0,1,2,3,4
+    pixjax run train --workdir runs/lenet5 --preset smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pathlib
+import sys
+
+# name -> (main module, config module); a literal registry, imported lazily.
+EXPERIMENTS: dict[str, tuple[str, str]] = {
+    "pixel-change": ("experiments.pixel_change", "experiments.configs.pixel_change"),
+    "train": ("experiments.train", "experiments.configs.train"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pixjax", description="pixjax experiments (see README.md)."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list the experiments")
+    r = sub.add_parser("run", help="run an experiment")
+    r.add_argument("experiment", help="experiment name (see `pixjax list`)")
+    r.add_argument("--workdir", required=True, help="run directory for all outputs")
+    r.add_argument("--preset", default="default", help="config preset: default or smoke")
+    r.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE",
+        help="config overrides, e.g. nums=1,2,4 model=lenet5 (tuples comma separated)",
+    )
+    r.add_argument("--show-config", action="store_true", help="print the config and exit")
+    return p
+
+
+def get_experiment(name: str):
+    if name not in EXPERIMENTS:
+        raise ValueError(
+            f"experiment: unknown {name!r}; expected one of {sorted(EXPERIMENTS)}"
+        )
+    main_mod, cfg_mod = EXPERIMENTS[name]
+    return importlib.import_module(main_mod), importlib.import_module(cfg_mod)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    # KEY=VALUE overrides may come before or after the options.
+    bad = [a for a in extra if a.startswith("-") or "=" not in a]
+    if bad or (extra and args.command != "run"):
+        parser.error(f"unrecognized arguments: {' '.join(bad or extra)}")
+    if args.command == "run":
+        args.overrides = list(args.overrides) + extra
+    if args.command == "list":
+        for name in EXPERIMENTS:
+            module, _ = get_experiment(name)
+            print(f"{name:16s} {module.DESCRIPTION}")
+        return 0
+    from experiments import common
+
+    try:
+        module, configs = get_experiment(args.experiment)
+        config = common.apply_overrides(configs.get_config(args.preset), args.overrides)
+        if args.show_config:
+            print(config)
+            return 0
+        module.run(config, pathlib.Path(args.workdir))
+    except (ValueError, FileNotFoundError) as e:
+        print(f"pixjax: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

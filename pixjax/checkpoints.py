@@ -1,0 +1,139 @@
+"""Model checkpoints: orbax for the arrays, a JSON file for what they are.
+
+A *model directory* holds::
+
+    metadata.json   architecture, model kwargs, input shape, classes, data, seed,
+                    command, accuracy, ...
+    variables/      the Flax variables, an orbax (StandardCheckpointer) checkpoint
+
+:func:`save_model` writes one (metadata atomically, last); :func:`load_model` rebuilds
+the registered model from the metadata and restores onto ``jax.eval_shape`` targets, so
+a checkpoint of another architecture or shape fails with a clear message.
+Training runs use one :class:`orbax.checkpoint.CheckpointManager` per run directory
+(:func:`run_manager`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import tempfile
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from pixjax import models
+
+METADATA = "metadata.json"
+VARIABLES = "variables"
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Writes JSON to ``path`` via a temporary file and an atomic rename."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=False, default=_json_default)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def save_model(
+    directory: str | os.PathLike, variables: Any, metadata: dict[str, Any]
+) -> pathlib.Path:
+    """Saves ``variables`` and ``metadata`` as a model directory.
+
+    ``metadata`` must hold ``arch`` (a registered model name) and ``input_shape``;
+    ``model_kwargs`` (e.g. ``num_classes``) is used to rebuild the module.
+    """
+    for field in ("arch", "input_shape"):
+        if field not in metadata:
+            raise ValueError(f"metadata: missing required field {field!r}")
+    directory = pathlib.Path(directory).absolute()
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / VARIABLES
+    ckptr = ocp.StandardCheckpointer()
+    ckptr.save(target, jax.device_get(variables), force=True)
+    ckptr.wait_until_finished()
+    write_json_atomic(directory / METADATA, metadata)
+    return directory
+
+
+def read_metadata(directory: str | os.PathLike) -> dict[str, Any]:
+    directory = pathlib.Path(directory)
+    meta = directory / METADATA
+    if not meta.is_file():
+        raise FileNotFoundError(
+            f"checkpoint: {str(directory)!r} is not a pixjax model directory "
+            f"(expected {METADATA} and {VARIABLES}/ inside it)"
+        )
+    with open(meta) as f:
+        return json.load(f)
+
+
+def load_model(
+    directory: str | os.PathLike, arch: str | None = None
+) -> tuple[Any, Any, dict[str, Any]]:
+    """Loads a model directory.
+
+    Args:
+      directory: written by :func:`save_model`.
+      arch: if given, the architecture the caller expects; a different one is an error.
+
+    Returns:
+      ``(module, variables, metadata)``.
+
+    Raises:
+      FileNotFoundError: the directory or its files are missing.
+      ValueError: architecture or shapes do not match.
+    """
+    directory = pathlib.Path(directory).absolute()
+    meta = read_metadata(directory)
+    ckpt_arch = meta.get("arch")
+    if arch is not None and ckpt_arch != arch:
+        raise ValueError(
+            f"checkpoint: {str(directory)!r} holds a {ckpt_arch!r} model, but model="
+            f"{arch!r} was requested; pass a checkpoint of {arch!r} or model={ckpt_arch!r}"
+        )
+    module = models.get_model(ckpt_arch, **meta.get("model_kwargs", {}))
+    shape = tuple(meta["input_shape"])
+    abstract = jax.eval_shape(
+        lambda: models.init_variables(module, jax.random.key(0), shape)
+    )
+    if not (directory / VARIABLES).exists():
+        raise FileNotFoundError(f"checkpoint: missing {VARIABLES}/ in {str(directory)!r}")
+    try:
+        variables = ocp.StandardCheckpointer().restore(directory / VARIABLES, abstract)
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(
+            f"checkpoint: the arrays in {str(directory)!r} do not match a {ckpt_arch!r} "
+            f"model with {meta.get('model_kwargs', {})} for input {shape}: {e}"
+        ) from e
+    return module, variables, meta
+
+
+def run_manager(directory: str | os.PathLike, max_to_keep: int = 2) -> ocp.CheckpointManager:
+    """One CheckpointManager per run directory (``DIR/checkpoints``)."""
+    path = pathlib.Path(directory).absolute() / "checkpoints"
+    return ocp.CheckpointManager(
+        path, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+    )

@@ -1,0 +1,21 @@
+"""Training: a train state, a jitted step with on-the-fly augmentation, evaluation."""
+
+from pixjax.training.loop import (
+    Augment,
+    TrainState,
+    create_state,
+    epoch_batches,
+    evaluate,
+    make_train_step,
+    predict,
+)
+
+__all__ = [
+    "Augment",
+    "TrainState",
+    "create_state",
+    "epoch_batches",
+    "evaluate",
+    "make_train_step",
+    "predict",
+]

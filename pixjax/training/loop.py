@@ -1,0 +1,115 @@
+"""Supervised training of any registered classifier with optax.
+
+Everything random is keyed explicitly: the epoch order is ``fold_in(key, epoch)`` and the
+augmentation of step ``t`` is ``fold_in(key, t)``, so a run resumed from a checkpoint
+reproduces an uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax.training import train_state
+
+from pixjax.types import PRNGKey
+
+# ``augment(key, image [H, W, C] in [0, 1]) -> image``, applied per image inside the step.
+Augment = Callable[[PRNGKey, jax.Array], jax.Array]
+
+
+class TrainState(train_state.TrainState):
+    """Flax's TrainState (step, params, opt_state; ``apply_fn`` and ``tx`` static)."""
+
+
+def create_state(
+    model: nn.Module,
+    key: PRNGKey,
+    input_shape: tuple[int, int, int],
+    tx: optax.GradientTransformation,
+    params: Any | None = None,
+) -> TrainState:
+    """Initialises (or wraps given ``params``) into a :class:`TrainState`."""
+    if params is None:
+        params = model.init(key, jnp.zeros((1, *input_shape), jnp.float32))["params"]
+    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+
+def make_train_step(
+    augment: Augment | None = None,
+) -> Callable[[TrainState, jax.Array, jax.Array, PRNGKey], tuple[TrainState, dict]]:
+    """Returns a jitted ``step(state, images_u8 [B,H,W,C], labels [B], key)``.
+
+    ``key`` is the key of this step (the caller passes ``fold_in(base, state.step)``);
+    image ``i`` of the batch is augmented with ``fold_in(key, i)``.
+    """
+
+    def step(state: TrainState, images_u8, labels, key):
+        x = images_u8.astype(jnp.float32) / 255.0
+        if augment is not None:
+            keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(x.shape[0]))
+            x = jax.vmap(augment)(keys, x)
+
+        def loss_fn(params):
+            logits = state.apply_fn({"params": params}, x)
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+            return loss, logits
+
+        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        acc = jnp.mean(jnp.argmax(logits, -1) == labels)
+        return state.apply_gradients(grads=grads), {"loss": loss, "accuracy": acc}
+
+    return jax.jit(step, donate_argnums=0)
+
+
+def epoch_batches(key: PRNGKey, n: int, batch_size: int) -> np.ndarray:
+    """The shuffled index batches ``[n // batch_size, batch_size]`` of one epoch
+    (drop-last, so every step has the same shape)."""
+    if batch_size <= 0 or batch_size > n:
+        raise ValueError(f"batch_size: expected 1..{n} (the dataset size), got {batch_size}")
+    perm = np.asarray(jax.random.permutation(key, n))
+    steps = n // batch_size
+    return perm[: steps * batch_size].reshape(steps, batch_size)
+
+
+def predict(
+    apply_fn: Callable[..., jax.Array],
+    variables: Any,
+    images_u8: np.ndarray,
+    batch_size: int = 1000,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions and softmax confidences ``([N], [N])`` of uint8 images."""
+
+    @jax.jit
+    def fwd(v, xb):
+        p = jax.nn.softmax(apply_fn(v, xb.astype(jnp.float32) / 255.0), -1)
+        return jnp.argmax(p, -1), jnp.max(p, -1)
+
+    preds, confs = [], []
+    n = images_u8.shape[0]
+    for s in range(0, n, batch_size):
+        block = images_u8[s : s + batch_size]
+        pad = batch_size - block.shape[0]
+        if pad and n > batch_size:
+            block = np.concatenate([block, np.zeros((pad, *block.shape[1:]), block.dtype)])
+        p, c = fwd(variables, block)
+        preds.append(np.asarray(p)[: min(batch_size, n - s)])
+        confs.append(np.asarray(c)[: min(batch_size, n - s)])
+    return np.concatenate(preds), np.concatenate(confs)
+
+
+def evaluate(
+    apply_fn: Callable[..., jax.Array],
+    variables: Any,
+    images_u8: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int = 1000,
+) -> float:
+    """Top-1 accuracy of uint8 images."""
+    pred, _ = predict(apply_fn, variables, images_u8, batch_size)
+    return float(np.mean(pred == np.asarray(labels)))
