@@ -31,12 +31,18 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run an experiment")
     r.add_argument("experiment", help="experiment name (see `pixjax list`)")
     r.add_argument("--workdir", required=True, help="run directory for all outputs")
-    r.add_argument("--preset", default="default", help="config preset: default or smoke")
     r.add_argument(
-        "overrides", nargs="*", metavar="KEY=VALUE",
+        "--preset", default="default", help="config preset: default or smoke"
+    )
+    r.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
         help="config overrides, e.g. nums=1,2,4 model=lenet5 (tuples comma separated)",
     )
-    r.add_argument("--show-config", action="store_true", help="print the config and exit")
+    r.add_argument(
+        "--show-config", action="store_true", help="print the config and exit"
+    )
     return p
 
 

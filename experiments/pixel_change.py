@@ -63,7 +63,9 @@ def load_model(config: Config, image_shape: tuple[int, ...]):
 
 
 def default_regions(side: int) -> tuple[int, ...]:
-    return tuple(sorted({max(1, round(side * f / 7)) for f in (7, 6, 5, 4, 3)}, reverse=True))
+    return tuple(
+        sorted({max(1, round(side * f / 7)) for f in (7, 6, 5, 4, 3)}, reverse=True)
+    )
 
 
 def build_grid(config: Config, image_shape: tuple[int, int, int]):
@@ -108,14 +110,20 @@ def validate(config: Config) -> Setup:
     if not config.nums:
         raise common.ConfigError("nums: expected at least one number of pixels")
     if 2 in config.experiments and not config.magnitudes:
-        raise common.ConfigError("magnitudes: expected at least one magnitude for Exp 2")
+        raise common.ConfigError(
+            "magnitudes: expected at least one magnitude for Exp 2"
+        )
     for r in config.magnitudes:
         if not 0 < r <= 255:
-            raise common.ConfigError(f"magnitudes: expected values in (0, 255], got {r}")
+            raise common.ConfigError(
+                f"magnitudes: expected values in (0, 255], got {r}"
+            )
     if not config.seeds:
         raise common.ConfigError("seeds: expected at least one seed")
     if config.batch_size <= 0:
-        raise common.ConfigError(f"batch_size: expected a positive integer, got {config.batch_size}")
+        raise common.ConfigError(
+            f"batch_size: expected a positive integer, got {config.batch_size}"
+        )
     if config.examples < 0:
         raise common.ConfigError(f"examples: expected 0 or more, got {config.examples}")
     models.get_model(config.model)
@@ -126,7 +134,9 @@ def validate(config: Config) -> Setup:
     return Setup(module, variables, meta, dataset, grid, members)
 
 
-def aggregate(rows: list[dict[str, Any]], n_cfg: int, n_seeds: int) -> list[dict[str, Any]]:
+def aggregate(
+    rows: list[dict[str, Any]], n_cfg: int, n_seeds: int
+) -> list[dict[str, Any]]:
     """Mean / spread over seeds and pooled Wilson intervals, per configuration."""
     out = []
     for k in range(n_cfg):
@@ -139,21 +149,24 @@ def aggregate(rows: list[dict[str, Any]], n_cfg: int, n_seeds: int) -> list[dict
         acc = np.array([r["accuracy"] for r in rs])
         pi = np.array([r["pixel_index"] for r in rs])
         conf = np.array([r["flipped_confidence"] for r in rs])
-        out.append({
-            **rs[0]["config"],
-            "flip_rate_mean": float(np.mean(fr)),
-            "flip_rate_std": float(np.std(fr, ddof=1)) if n_seeds > 1 else 0.0,
-            "flip_rate_ci": list(wilson_interval(flips, cc)),
-            "accuracy_mean": float(np.mean(acc)),
-            "accuracy_std": float(np.std(acc, ddof=1)) if n_seeds > 1 else 0.0,
-            "accuracy_ci": list(wilson_interval(correct, n)),
-            "pixel_index_mean": float(np.mean(pi)),
-            "pixel_index_std": float(np.std(pi, ddof=1)) if n_seeds > 1 else 0.0,
-            "flipped_confidence_mean": float(np.nanmean(conf)) if np.isfinite(conf).any()
-            else float("nan"),
-            "flips_total": flips,
-            "clean_correct_total": cc,
-        })
+        out.append(
+            {
+                **rs[0]["config"],
+                "flip_rate_mean": float(np.mean(fr)),
+                "flip_rate_std": float(np.std(fr, ddof=1)) if n_seeds > 1 else 0.0,
+                "flip_rate_ci": list(wilson_interval(flips, cc)),
+                "accuracy_mean": float(np.mean(acc)),
+                "accuracy_std": float(np.std(acc, ddof=1)) if n_seeds > 1 else 0.0,
+                "accuracy_ci": list(wilson_interval(correct, n)),
+                "pixel_index_mean": float(np.mean(pi)),
+                "pixel_index_std": float(np.std(pi, ddof=1)) if n_seeds > 1 else 0.0,
+                "flipped_confidence_mean": float(np.nanmean(conf))
+                if np.isfinite(conf).any()
+                else float("nan"),
+                "flips_total": flips,
+                "clean_correct_total": cc,
+            }
+        )
     return out
 
 
@@ -171,25 +184,40 @@ def run(config: Config, workdir: pathlib.Path) -> dict[str, Any]:
 
     # One compiled sweep over the whole grid x seeds.
     max_num = max(c.num for c in setup.grid)
-    change = pixel_change(shape, max_num, per_channel=config.per_channel,
-                          quantize=config.quantize)
+    change = pixel_change(
+        shape, max_num, per_channel=config.per_channel, quantize=config.quantize
+    )
     sweeper = make_sweeper(apply_fn, change)
     key = jax.random.key(config.key)
     t1 = time.perf_counter()
-    out = run_sweep(sweeper, setup.variables, ds.images, setup.grid, key,
-                    seeds=config.seeds, batch_size=config.batch_size,
-                    progress=config.progress)
+    out = run_sweep(
+        sweeper,
+        setup.variables,
+        ds.images,
+        setup.grid,
+        key,
+        seeds=config.seeds,
+        batch_size=config.batch_size,
+        progress=config.progress,
+    )
     sweep_s = time.perf_counter() - t1
-    num_classes = max(len(ds.class_names), int(setup.meta["model_kwargs"].get("num_classes", 0)))
+    num_classes = max(
+        len(ds.class_names), int(setup.meta["model_kwargs"].get("num_classes", 0))
+    )
     rows = summarize_outputs(out, labels, setup.grid, config.seeds, shape, num_classes)
     agg = aggregate(rows, len(setup.grid), len(config.seeds))
     clean_acc = float(np.mean(out.clean_pred == labels))
 
     results = {
         "metadata": common.run_metadata(
-            config, model=setup.meta.get("arch"), checkpoint=str(config.checkpoint),
-            dataset=ds.name, images=int(len(ds.images)), image_shape=list(shape),
-            sweep_seconds=sweep_s, evaluations=int(out.pred.size),
+            config,
+            model=setup.meta.get("arch"),
+            checkpoint=str(config.checkpoint),
+            dataset=ds.name,
+            images=int(len(ds.images)),
+            image_shape=list(shape),
+            sweep_seconds=sweep_s,
+            evaluations=int(out.pred.size),
         ),
         "clean_accuracy": clean_acc,
         "clean_correct": int(np.sum(out.clean_pred == labels)),
@@ -209,12 +237,16 @@ def run(config: Config, workdir: pathlib.Path) -> dict[str, Any]:
     total_s = time.perf_counter() - t0
     report = _report(setup, agg, results, config, total_s, sweep_s)
     common.write_text_atomic(workdir / "report.md", report)
-    print(f"clean accuracy {100 * clean_acc:.2f}% on {len(ds.images)} images; "
-          f"{out.pred.size} changed-image evaluations in {sweep_s:.1f}s "
-          f"({out.pred.size / sweep_s:,.0f}/s)")
+    print(
+        f"clean accuracy {100 * clean_acc:.2f}% on {len(ds.images)} images; "
+        f"{out.pred.size} changed-image evaluations in {sweep_s:.1f}s "
+        f"({out.pred.size / sweep_s:,.0f}/s)"
+    )
     if headline:
-        print(f"Pixel-index (Num={headline['num']}, values 0..255, whole image): "
-              f"{headline['pi']:.2f}")
+        print(
+            f"Pixel-index (Num={headline['num']}, values 0..255, whole image): "
+            f"{headline['pi']:.2f}"
+        )
     print(f"wrote {workdir}/report.md, results.json, results.csv and plots")
     return results
 
@@ -224,8 +256,15 @@ def _headline(setup: Setup, agg, shape) -> dict[str, Any] | None:
         return None
     _, num, idx = max(setup.members[1], key=lambda m: m[1])
     a = agg[idx]
-    return {"num": num, "pi": a["pixel_index_mean"], "pi_std": a["pixel_index_std"],
-            "w": a["flip_rate_mean"], "p": num / (shape[0] * shape[1]), "r": 1.0, "a": 1.0}
+    return {
+        "num": num,
+        "pi": a["pixel_index_mean"],
+        "pi_std": a["pixel_index_std"],
+        "w": a["flip_rate_mean"],
+        "p": num / (shape[0] * shape[1]),
+        "r": 1.0,
+        "a": 1.0,
+    }
 
 
 def _write_csv(path, setup: Setup, agg) -> None:
@@ -233,17 +272,28 @@ def _write_csv(path, setup: Setup, agg) -> None:
     for exp, members in sorted(setup.members.items()):
         for series, num, idx in members:
             a = agg[idx]
-            rows.append({
-                "experiment": exp, "series": series, "num": num,
-                "magnitude": a["magnitude"], "relative": a["relative"],
-                "region_h": a["region"][0], "region_w": a["region"][1],
-                "flip_rate_mean": a["flip_rate_mean"], "flip_rate_std": a["flip_rate_std"],
-                "flip_rate_ci_lo": a["flip_rate_ci"][0], "flip_rate_ci_hi": a["flip_rate_ci"][1],
-                "accuracy_mean": a["accuracy_mean"], "accuracy_std": a["accuracy_std"],
-                "accuracy_ci_lo": a["accuracy_ci"][0], "accuracy_ci_hi": a["accuracy_ci"][1],
-                "pixel_index_mean": a["pixel_index_mean"], "pixel_index_std": a["pixel_index_std"],
-                "flipped_confidence_mean": a["flipped_confidence_mean"],
-            })
+            rows.append(
+                {
+                    "experiment": exp,
+                    "series": series,
+                    "num": num,
+                    "magnitude": a["magnitude"],
+                    "relative": a["relative"],
+                    "region_h": a["region"][0],
+                    "region_w": a["region"][1],
+                    "flip_rate_mean": a["flip_rate_mean"],
+                    "flip_rate_std": a["flip_rate_std"],
+                    "flip_rate_ci_lo": a["flip_rate_ci"][0],
+                    "flip_rate_ci_hi": a["flip_rate_ci"][1],
+                    "accuracy_mean": a["accuracy_mean"],
+                    "accuracy_std": a["accuracy_std"],
+                    "accuracy_ci_lo": a["accuracy_ci"][0],
+                    "accuracy_ci_hi": a["accuracy_ci"][1],
+                    "pixel_index_mean": a["pixel_index_mean"],
+                    "pixel_index_std": a["pixel_index_std"],
+                    "flipped_confidence_mean": a["flipped_confidence_mean"],
+                }
+            )
     common.write_csv_atomic(path, rows)
 
 
@@ -255,25 +305,36 @@ def _series(setup: Setup, agg, exp: int):
 
 
 def _plots(workdir, setup: Setup, agg, config: Config, ds) -> None:
-    titles = {1: "Exp 1: number of changed pixels (values 0..255, anywhere)",
-              2: "Exp 2: magnitude of the change (original +- R)",
-              3: "Exp 3: position range (centred square)"}
+    titles = {
+        1: "Exp 1: number of changed pixels (values 0..255, anywhere)",
+        2: "Exp 2: magnitude of the change (original +- R)",
+        3: "Exp 3: position range (centred square)",
+    }
     for exp in sorted(setup.members):
         by = _series(setup, agg, exp)
         nums = sorted({n for s in by.values() for n in s})
         series = {}
         for name, vals in by.items():
-            get = lambda key, i=None: np.array(
-                [(vals[n][key] if i is None else vals[n][key][i]) if n in vals else np.nan
-                 for n in nums])
+
+            def get(key, i=None, vals=vals, nums=nums):
+                pick = lambda v: v[key] if i is None else v[key][i]
+                return np.array([pick(vals[n]) if n in vals else np.nan for n in nums])
+
             series[name] = {
-                "accuracy": get("accuracy_mean"), "accuracy_lo": get("accuracy_ci", 0),
-                "accuracy_hi": get("accuracy_ci", 1), "flip": get("flip_rate_mean"),
-                "flip_lo": get("flip_rate_ci", 0), "flip_hi": get("flip_rate_ci", 1),
+                "accuracy": get("accuracy_mean"),
+                "accuracy_lo": get("accuracy_ci", 0),
+                "accuracy_hi": get("accuracy_ci", 1),
+                "flip": get("flip_rate_mean"),
+                "flip_lo": get("flip_rate_ci", 0),
+                "flip_hi": get("flip_rate_ci", 1),
             }
         reporting.line_plot(
-            workdir / f"exp{exp}.png", nums, series, xlabel="changed pixels (Num)",
-            title=f"{titles[exp]} - {config.model} on {ds.name}", logx=True,
+            workdir / f"exp{exp}.png",
+            nums,
+            series,
+            xlabel="changed pixels (Num)",
+            title=f"{titles[exp]} - {config.model} on {ds.name}",
+            logx=True,
         )
 
 
@@ -285,8 +346,11 @@ def _examples(workdir, setup: Setup, out, labels, change, key, config: Config) -
         hw = setup.dataset.image_shape
         series, num, idx = max(
             setup.members[exp],
-            key=lambda m: (m[1], setup.grid[m[2]].magnitude,
-                           -np.prod(setup.grid[m[2]].region_hw(hw))),
+            key=lambda m: (
+                m[1],
+                setup.grid[m[2]].magnitude,
+                -np.prod(setup.grid[m[2]].region_hw(hw)),
+            ),
         )
         picks.append((f"Exp {exp}\n" + setup.grid[idx].label().replace(" ", "\n"), idx))
     seen: set[int] = set()
@@ -307,11 +371,17 @@ def _examples(workdir, setup: Setup, out, labels, change, key, config: Config) -
     rows = []
     for title, idx in picks:
         p = jax.tree_util.tree_map(lambda a, idx=idx: a[idx], params)
-        changed = change_batch(change, key, seed, idx, jnp.asarray(chosen, jnp.int32), x, p)
+        changed = change_batch(
+            change, key, seed, idx, jnp.asarray(chosen, jnp.int32), x, p
+        )
         rows.append((title, np.asarray(changed), out.pred[idx][chosen]))
     reporting.example_grid(
-        workdir / "examples.png", np.asarray(x), rows, labels[chosen],
-        out.clean_pred[chosen], setup.dataset.class_names,
+        workdir / "examples.png",
+        np.asarray(x),
+        rows,
+        labels[chosen],
+        out.clean_pred[chosen],
+        setup.dataset.class_names,
     )
 
 
@@ -352,21 +422,39 @@ def _report(setup: Setup, agg, results, config: Config, total_s, sweep_s) -> str
         rows = []
         for _, num, idx in setup.members[1]:
             a = agg[idx]
-            rows.append([
-                num, f"{100 * num / hw:.3f}",
-                f"{f(a['flip_rate_mean'])} +- {f(a['flip_rate_std'])}",
-                f"[{f(a['flip_rate_ci'][0])}, {f(a['flip_rate_ci'][1])}]",
-                f"{f(a['accuracy_mean'])}", f"{f(a['flipped_confidence_mean'], 1)}",
-                f"{a['pixel_index_mean']:.2f}",
-            ])
-        lines += [reporting.markdown_table(
-            ["Num", "% of pixels", "flipped %", "95% CI", "accuracy %",
-             "new-class confidence %", "Pixel-index"], rows), ""]
+            rows.append(
+                [
+                    num,
+                    f"{100 * num / hw:.3f}",
+                    f"{f(a['flip_rate_mean'])} +- {f(a['flip_rate_std'])}",
+                    f"[{f(a['flip_rate_ci'][0])}, {f(a['flip_rate_ci'][1])}]",
+                    f"{f(a['accuracy_mean'])}",
+                    f"{f(a['flipped_confidence_mean'], 1)}",
+                    f"{a['pixel_index_mean']:.2f}",
+                ]
+            )
+        lines += [
+            reporting.markdown_table(
+                [
+                    "Num",
+                    "% of pixels",
+                    "flipped %",
+                    "95% CI",
+                    "accuracy %",
+                    "new-class confidence %",
+                    "Pixel-index",
+                ],
+                rows,
+            ),
+            "",
+        ]
     for exp, axis in ((2, "values"), (3, "region")):
         if exp not in setup.members:
             continue
-        title = {2: "Exp 2: magnitude (original +- R, clipped)",
-                 3: "Exp 3: position range (centred square)"}[exp]
+        title = {
+            2: "Exp 2: magnitude (original +- R, clipped)",
+            3: "Exp 3: position range (centred square)",
+        }[exp]
         by = _series(setup, agg, exp)
         nums = sorted({n for s in by.values() for n in s})
         rows = []
@@ -374,15 +462,38 @@ def _report(setup: Setup, agg, results, config: Config, total_s, sweep_s) -> str
             row = [n]
             for name in by:
                 a = by[name].get(n)
-                row.append("-" if a is None else
-                           f"{f(a['flip_rate_mean'])} +- {f(a['flip_rate_std'])}")
+                row.append(
+                    "-"
+                    if a is None
+                    else f"{f(a['flip_rate_mean'])} +- {f(a['flip_rate_std'])}"
+                )
             rows.append(row)
-        lines += [f"## {title}", "", "flipped % by Num (rows) and " + axis + " (columns)", "",
-                  reporting.markdown_table(["Num", *by.keys()], rows), ""]
-        rows = [[n] + [("-" if by[name].get(n) is None else
-                        f"{by[name][n]['pixel_index_mean']:.2f}") for name in by]
-                for n in nums]
-        lines += ["Pixel-index:", "", reporting.markdown_table(["Num", *by.keys()], rows), ""]
+        lines += [
+            f"## {title}",
+            "",
+            "flipped % by Num (rows) and " + axis + " (columns)",
+            "",
+            reporting.markdown_table(["Num", *by.keys()], rows),
+            "",
+        ]
+        rows = [
+            [n]
+            + [
+                (
+                    "-"
+                    if by[name].get(n) is None
+                    else f"{by[name][n]['pixel_index_mean']:.2f}"
+                )
+                for name in by
+            ]
+            for n in nums
+        ]
+        lines += [
+            "Pixel-index:",
+            "",
+            reporting.markdown_table(["Num", *by.keys()], rows),
+            "",
+        ]
     head = results.get("pixel_index")
     if head:
         lines += [
@@ -402,16 +513,27 @@ def _report(setup: Setup, agg, results, config: Config, total_s, sweep_s) -> str
         conf = np.asarray(r0["flip_confusion"])
         for c in range(len(r0["per_class_correct"])):
             dest = int(np.argmax(conf[c])) if conf[c].sum() else None
-            rows.append([
-                names[c] if c < len(names) else c, r0["per_class_correct"][c],
-                r0["per_class_flips"][c], f(r0["per_class_flip_rate"][c]),
-                "-" if dest is None else f"{names[dest] if dest < len(names) else dest} "
-                f"({conf[c, dest]})",
-            ])
-        lines += [f"## Per class at Num = {head['num']} (seed {config.seeds[0]})", "",
-                  reporting.markdown_table(
-                      ["class", "correct", "flipped", "flipped %", "most common new class"],
-                      rows), ""]
+            rows.append(
+                [
+                    names[c] if c < len(names) else c,
+                    r0["per_class_correct"][c],
+                    r0["per_class_flips"][c],
+                    f(r0["per_class_flip_rate"][c]),
+                    "-"
+                    if dest is None
+                    else f"{names[dest] if dest < len(names) else dest} "
+                    f"({conf[c, dest]})",
+                ]
+            )
+        lines += [
+            f"## Per class at Num = {head['num']} (seed {config.seeds[0]})",
+            "",
+            reporting.markdown_table(
+                ["class", "correct", "flipped", "flipped %", "most common new class"],
+                rows,
+            ),
+            "",
+        ]
     lines += ["## Figures", ""]
     lines += [f"![Exp {e}](exp{e}.png)" for e in sorted(setup.members)]
     if config.examples:

@@ -53,8 +53,13 @@ def line_plot(
             lo = 100 * np.asarray(s[f"{key}_lo"], float)
             hi = 100 * np.asarray(s[f"{key}_hi"], float)
             ax.errorbar(
-                x, y, yerr=[np.abs(y - lo), np.abs(hi - y)], marker="o", ms=4,
-                capsize=3, label=name,
+                x,
+                y,
+                yerr=[np.abs(y - lo), np.abs(hi - y)],
+                marker="o",
+                ms=4,
+                capsize=3,
+                label=name,
             )
     axes[0].set_ylabel("accuracy after change (%)")
     axes[1].set_ylabel("flipped among correct (%)")
@@ -104,12 +109,17 @@ def example_grid(
         ax.set_yticks([])
 
     for j in range(m):
-        show(axes[0, j], originals[j], f"label {name(labels[j])}\npred {name(clean_pred[j])}")
+        show(
+            axes[0, j],
+            originals[j],
+            f"label {name(labels[j])}\npred {name(clean_pred[j])}",
+        )
     for i, (title, changed, pred) in enumerate(rows, start=1):
         for j in range(m):
             flipped = pred[j] != clean_pred[j]
             show(
-                axes[i, j], changed[j],
+                axes[i, j],
+                changed[j],
                 f"{name(clean_pred[j])} -> {name(pred[j])}",
                 color="red" if flipped else "black",
             )

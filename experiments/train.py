@@ -129,7 +129,9 @@ def run(config: Config, workdir: pathlib.Path) -> dict[str, Any]:
             jax.random.fold_in(order_key, epoch), len(train.images), config.batch_size
         )
         losses = []
-        for idx in tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False):
+        for idx in tqdm(
+            batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False
+        ):
             step_key = jax.random.fold_in(aug_key, int(state.step))
             state, metrics = train_step(
                 state, train.images[idx], train.labels[idx], step_key
@@ -137,7 +139,9 @@ def run(config: Config, workdir: pathlib.Path) -> dict[str, Any]:
             losses.append(metrics["loss"])
         loss = float(np.mean(jax.device_get(losses)))
         history.append({"epoch": epoch + 1, "loss": loss})
-        manager.save(epoch + 1, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+        manager.save(
+            epoch + 1, args=ocp.args.Composite(state=ocp.args.StandardSave(state))
+        )
         print(f"epoch {epoch + 1}: loss {loss:.4f}")
     manager.wait_until_finished()
 
@@ -157,7 +161,13 @@ def run(config: Config, workdir: pathlib.Path) -> dict[str, Any]:
         parameters=models.count_params(variables),
     )
     checkpoints.save_model(workdir / "model", variables, meta)
-    results = {"test_accuracy": test_acc, "train_accuracy": train_acc, "history": history}
+    results = {
+        "test_accuracy": test_acc,
+        "train_accuracy": train_acc,
+        "history": history,
+    }
     common.write_json_atomic(workdir / "results.json", results)
-    print(f"test accuracy {test_acc:.4f} ({test.name}); model saved to {workdir / 'model'}")
+    print(
+        f"test accuracy {test_acc:.4f} ({test.name}); model saved to {workdir / 'model'}"
+    )
     return results

@@ -120,7 +120,9 @@ def load_model(
         lambda: models.init_variables(module, jax.random.key(0), shape)
     )
     if not (directory / VARIABLES).exists():
-        raise FileNotFoundError(f"checkpoint: missing {VARIABLES}/ in {str(directory)!r}")
+        raise FileNotFoundError(
+            f"checkpoint: missing {VARIABLES}/ in {str(directory)!r}"
+        )
     try:
         variables = ocp.StandardCheckpointer().restore(directory / VARIABLES, abstract)
     except (ValueError, KeyError, TypeError) as e:
@@ -131,7 +133,9 @@ def load_model(
     return module, variables, meta
 
 
-def run_manager(directory: str | os.PathLike, max_to_keep: int = 2) -> ocp.CheckpointManager:
+def run_manager(
+    directory: str | os.PathLike, max_to_keep: int = 2
+) -> ocp.CheckpointManager:
     """One CheckpointManager per run directory (``DIR/checkpoints``)."""
     path = pathlib.Path(directory).absolute() / "checkpoints"
     return ocp.CheckpointManager(

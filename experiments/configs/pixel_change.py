@@ -49,7 +49,13 @@ def get_config(preset: str = "default") -> Config:
         return Config()
     if preset == "smoke":
         return Config(
-            limit=64, nums=(1, 8), magnitudes=(40,), regions=(28, 14), seeds=(0, 1),
-            batch_size=64, examples=3, progress=False,
+            limit=64,
+            nums=(1, 8),
+            magnitudes=(40,),
+            regions=(28, 14),
+            seeds=(0, 1),
+            batch_size=64,
+            examples=3,
+            progress=False,
         )
     raise ValueError(f"preset: expected one of ['default', 'smoke'], got {preset!r}")

@@ -84,9 +84,7 @@ def check_float_images(images, argument: str = "images") -> None:
     """Validates float images in ``[0, 1]`` with shape ``[N, H, W, C]`` (host-side)."""
     arr = np.asarray(images)
     if arr.ndim != 4:
-        raise ValueError(
-            f"{argument}: expected shape [N, H, W, C], got {arr.shape}"
-        )
+        raise ValueError(f"{argument}: expected shape [N, H, W, C], got {arr.shape}")
     if not np.issubdtype(arr.dtype, np.floating):
         raise ValueError(
             f"{argument}: expected float32 values in [0, 1], got dtype {arr.dtype}"

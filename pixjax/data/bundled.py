@@ -26,7 +26,9 @@ def load_mnist_sample(split: str = "test") -> Dataset:
       A ``Dataset`` with images ``[N, 28, 28, 1]`` uint8 and labels ``[N]`` int32.
     """
     if split not in SPLITS:
-        raise ValueError(f"split: expected one of {SPLITS} for mnist-sample, got {split!r}")
+        raise ValueError(
+            f"split: expected one of {SPLITS} for mnist-sample, got {split!r}"
+        )
     ref = importlib.resources.files("pixjax.data") / "_bundled" / "mnist_5k.npz"
     with importlib.resources.as_file(ref) as path, np.load(path) as f:
         images, labels = f["images"], f["labels"]

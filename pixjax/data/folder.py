@@ -36,9 +36,7 @@ def _is_image(name: str) -> bool:
 def _subfolders(folder: str) -> list[str]:
     """Sorted names of the non-hidden sub-folders of ``folder``."""
     return sorted(
-        e.name
-        for e in os.scandir(folder)
-        if e.is_dir() and not e.name.startswith(".")
+        e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith(".")
     )
 
 
@@ -90,7 +88,8 @@ def _scan(folder: str, labelled: bool | None) -> tuple[list[str], list[str], lis
     return paths, [], [-1] * len(paths)
 
 
-def _check_size(size) -> tuple[int, int] | None:
+def check_size(size) -> tuple[int, int] | None:
+    """Validates a ``size=(H, W)`` argument (or ``None``) and returns it as ints."""
     if size is None:
         return None
     try:
@@ -173,7 +172,7 @@ def load_folder(
     folder = os.fspath(path)
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"image folder {folder!r} does not exist")
-    size = _check_size(size)
+    size = check_size(size)
     if channels not in (None, 1, 3):
         raise ValueError(f"channels: expected None, 1 or 3, got {channels!r}")
     if labelled not in (None, True, False):

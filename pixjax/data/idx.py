@@ -214,7 +214,10 @@ def load_idx(
         raise ValueError(f"split: expected one of {SPLITS} for IDX data, got {split!r}")
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"IDX folder {folder!r} does not exist")
-    parts = [_load_split(folder, s) for s in (("train", "test") if split == "all" else (split,))]
+    parts = [
+        _load_split(folder, s)
+        for s in (("train", "test") if split == "all" else (split,))
+    ]
     if len({p[0].shape[1:] for p in parts}) > 1:
         raise ValueError(
             f"IDX folder {folder!r}: train and test images differ in shape: "

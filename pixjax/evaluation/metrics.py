@@ -36,7 +36,9 @@ def wilson_interval(successes: int, total: int, z: float = Z95) -> tuple[float, 
     denom = 1.0 + z2 / total
     centre = (p + z2 / (2 * total)) / denom
     half = z * math.sqrt(p * (1 - p) / total + z2 / (4 * total * total)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)
+    hi = 1.0 if successes == total else min(1.0, centre + half)
+    return lo, hi
 
 
 def summarize(
@@ -86,10 +88,14 @@ def summarize(
         "per_class_correct": per_class_total.tolist(),
         "per_class_flip_rate": [
             (f / t if t else float("nan"))
-            for f, t in zip(per_class_flips.tolist(), per_class_total.tolist(), strict=True)
+            for f, t in zip(
+                per_class_flips.tolist(), per_class_total.tolist(), strict=True
+            )
         ],
         "flip_confusion": confusion.tolist(),
         "flipped_confidence": (
-            float(np.mean(confidence[flipped], dtype=np.float64)) if n_flip else float("nan")
+            float(np.mean(confidence[flipped], dtype=np.float64))
+            if n_flip
+            else float("nan")
         ),
     }

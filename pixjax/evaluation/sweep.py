@@ -189,7 +189,9 @@ def run_sweep(
     if config_chunk is None:
         config_chunk = max(1, min(total, 16384 // batch))
     if config_chunk <= 0:
-        raise ValueError(f"config_chunk: expected a positive integer, got {config_chunk}")
+        raise ValueError(
+            f"config_chunk: expected a positive integer, got {config_chunk}"
+        )
     # Equal chunks with the least padding (77 configs at most 32 a call -> 3 x 26).
     n_chunks = -(-total // min(config_chunk, total))
     chunk = -(-total // n_chunks)
@@ -219,7 +221,9 @@ def run_sweep(
                 [block, np.zeros((batch - (stop - start), *block.shape[1:]), np.uint8)]
             )
         block_d, index_d = sharding.shard_batch(mesh, block, index)
-        clean[start:stop] = np.asarray(sweeper.clean(variables, block_d))[: stop - start]
+        clean[start:stop] = np.asarray(sweeper.clean(variables, block_d))[
+            : stop - start
+        ]
         for c in range(n_chunks):
             sl = slice(c * chunk, (c + 1) * chunk)
             p_c = jax.tree_util.tree_map(lambda a, sl=sl: a[sl], params)
@@ -284,8 +288,14 @@ def sweep(
     )
     sweeper = make_sweeper(apply_fn, change, mesh)
     out = run_sweep(
-        sweeper, variables, images, configs, key, seeds=seeds,
-        batch_size=batch_size, progress=progress,
+        sweeper,
+        variables,
+        images,
+        configs,
+        key,
+        seeds=seeds,
+        batch_size=batch_size,
+        progress=progress,
     )
     return summarize_outputs(out, labels, configs, seeds, shape, num_classes)
 
@@ -306,12 +316,20 @@ def summarize_outputs(
     for s_i, seed in enumerate(seeds):
         for k, cfg in enumerate(configs):
             r = s_i * len(configs) + k
-            m = summarize(labels, out.clean_pred, out.pred[r], out.confidence[r], num_classes)
+            m = summarize(
+                labels, out.clean_pred, out.pred[r], out.confidence[r], num_classes
+            )
             w = m["flip_rate"]
             m["pixel_index"] = (
-                pixel_index(w, cfg.num, image_shape[:2], cfg.value_range(),
-                            cfg.region_hw(image_shape))
-                if np.isfinite(w) else float("nan")
+                pixel_index(
+                    w,
+                    cfg.num,
+                    image_shape[:2],
+                    cfg.value_range(),
+                    cfg.region_hw(image_shape),
+                )
+                if np.isfinite(w)
+                else float("nan")
             )
             m["config"] = {
                 "num": cfg.num,

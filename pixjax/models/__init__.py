@@ -51,4 +51,6 @@ def logits_fn(model: nn.Module, variables: Any) -> Callable[[jax.Array], jax.Arr
 
 
 def count_params(variables: Any) -> int:
-    return sum(int(x.size) for x in jax.tree_util.tree_leaves(variables.get("params", {})))
+    return sum(
+        int(x.size) for x in jax.tree_util.tree_leaves(variables.get("params", {}))
+    )

@@ -120,9 +120,17 @@ class PixelConfig:
 
     def label(self) -> str:
         mag = f"+-{self.magnitude:g}" if self.relative else f"0..{self.magnitude:g}"
-        reg = "full" if self.region is None else "x".join(
-            str(v) for v in (self.region if isinstance(self.region, tuple) else
-                             (self.region, self.region))
+        reg = (
+            "full"
+            if self.region is None
+            else "x".join(
+                str(v)
+                for v in (
+                    self.region
+                    if isinstance(self.region, tuple)
+                    else (self.region, self.region)
+                )
+            )
         )
         return f"num={self.num} values={mag} region={reg}"
 
@@ -139,7 +147,9 @@ def validate_config(
         raise ValueError(f"image_shape: expected (H, W, C), got {tuple(image_shape)}")
     h, w, c = (int(v) for v in image_shape)
     if isinstance(config.region, tuple) and len(config.region) != 2:
-        raise ValueError(f"region: expected an int or (height, width), got {config.region}")
+        raise ValueError(
+            f"region: expected an int or (height, width), got {config.region}"
+        )
     rh, rw = config.region_hw(image_shape)
     if not (1 <= rh <= h and 1 <= rw <= w):
         raise ValueError(
@@ -259,7 +269,9 @@ def pixel_change(
         new = jnp.where(params.relative, rel, ab)
         new = jnp.clip(new, 0.0, 255.0) / 255.0
         mask = index < units
-        return Changes(index=index.astype(jnp.int32), values=new.astype(image.dtype), mask=mask)
+        return Changes(
+            index=index.astype(jnp.int32), values=new.astype(image.dtype), mask=mask
+        )
 
     def apply(changes: Changes, image: Image) -> Image:
         """Writes the first ``num`` sampled values into ``image`` ``[H, W, C]``."""
@@ -293,7 +305,9 @@ def change_pixels(
     shape = tuple(images.shape[1:])
     validate_config(config, shape, per_channel)
     change = pixel_change(shape, config.num, per_channel=per_channel, quantize=quantize)
-    params = jax.tree_util.tree_map(lambda a: a[0], stack_configs([config], shape, per_channel))
+    params = jax.tree_util.tree_map(
+        lambda a: a[0], stack_configs([config], shape, per_channel)
+    )
 
     def one(i, image):
         k = jax.random.fold_in(key, i)

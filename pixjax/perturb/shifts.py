@@ -19,9 +19,7 @@ def shift(image: Image, dy: jax.Array | int, dx: jax.Array | int) -> Image:
     """
     h, w = image.shape[0], image.shape[1]
     padded = jnp.pad(image, ((h, h), (w, w), (0, 0)))
-    return jax.lax.dynamic_slice(
-        padded, (h - dy, w - dx, 0), (h, w, image.shape[2])
-    )
+    return jax.lax.dynamic_slice(padded, (h - dy, w - dx, 0), (h, w, image.shape[2]))
 
 
 def random_shift(key: PRNGKey, image: Image, max_shift: int) -> Image:

@@ -52,12 +52,16 @@ def make_train_step(
     def step(state: TrainState, images_u8, labels, key):
         x = images_u8.astype(jnp.float32) / 255.0
         if augment is not None:
-            keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(x.shape[0]))
+            keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(
+                jnp.arange(x.shape[0])
+            )
             x = jax.vmap(augment)(keys, x)
 
         def loss_fn(params):
             logits = state.apply_fn({"params": params}, x)
-            loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+            loss = optax.softmax_cross_entropy_with_integer_labels(
+                logits, labels
+            ).mean()
             return loss, logits
 
         (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -71,7 +75,9 @@ def epoch_batches(key: PRNGKey, n: int, batch_size: int) -> np.ndarray:
     """The shuffled index batches ``[n // batch_size, batch_size]`` of one epoch
     (drop-last, so every step has the same shape)."""
     if batch_size <= 0 or batch_size > n:
-        raise ValueError(f"batch_size: expected 1..{n} (the dataset size), got {batch_size}")
+        raise ValueError(
+            f"batch_size: expected 1..{n} (the dataset size), got {batch_size}"
+        )
     perm = np.asarray(jax.random.permutation(key, n))
     steps = n // batch_size
     return perm[: steps * batch_size].reshape(steps, batch_size)
@@ -96,7 +102,9 @@ def predict(
         block = images_u8[s : s + batch_size]
         pad = batch_size - block.shape[0]
         if pad and n > batch_size:
-            block = np.concatenate([block, np.zeros((pad, *block.shape[1:]), block.dtype)])
+            block = np.concatenate(
+                [block, np.zeros((pad, *block.shape[1:]), block.dtype)]
+            )
         p, c = fwd(variables, block)
         preds.append(np.asarray(p)[: min(batch_size, n - s)])
         confs.append(np.asarray(c)[: min(batch_size, n - s)])
