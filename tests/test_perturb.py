@@ -117,12 +117,11 @@ def test_vmap_over_configs_equals_loop():
     params = stack_configs(configs, shape)
     x = jax.random.uniform(jax.random.key(2), shape)
     keys = jax.random.split(jax.random.key(9), len(configs))
-    batched = jax.vmap(lambda p, k: change.apply(change.sample(k, x, p), x))(
-        params, keys
-    )
+    one = jax.jit(lambda p, k: change.apply(change.sample(k, x, p), x))
+    batched = jax.jit(jax.vmap(one))(params, keys)
     for i in range(len(configs)):
         p = jax.tree_util.tree_map(lambda a, i=i: a[i], params)
-        single = change.apply(change.sample(keys[i], x, p), x)
+        single = one(p, keys[i])
         # same positions exactly; values equal up to float rounding of k / 255
         np.testing.assert_array_equal(batched[i] != x, single != x)
         np.testing.assert_allclose(batched[i], single, atol=1e-6)
@@ -140,8 +139,8 @@ def test_vmap_over_images_equals_loop():
     )
     xs = jax.random.uniform(jax.random.key(0), (5, 12, 12, 3))
     keys = jax.random.split(jax.random.key(1), 5)
-    fn = lambda k, x: change.apply(change.sample(k, x, p), x)
-    batched = jax.vmap(fn)(keys, xs)
+    fn = jax.jit(lambda k, x: change.apply(change.sample(k, x, p), x))
+    batched = jax.jit(jax.vmap(fn))(keys, xs)
     for i in range(5):
         np.testing.assert_allclose(batched[i], fn(keys[i], xs[i]), atol=1e-6)
 
@@ -199,3 +198,14 @@ def test_shift_zero_fill():
     # traced shifts vmap
     out = jax.vmap(lambda d: shift(x, d, d))(jnp.array([0, 1, -1]))
     np.testing.assert_array_equal(out[0], x)
+
+
+def test_change_pixels_rejects_bad_images():
+    cfg = PixelConfig(2)
+    k = jax.random.key(0)
+    with pytest.raises(ValueError, match="images: expected values in \\[0, 1\\]"):
+        change_pixels(k, jnp.full((1, 8, 8, 1), 2.0), cfg)
+    with pytest.raises(ValueError, match="images: expected float values"):
+        change_pixels(k, jnp.zeros((1, 8, 8, 1), jnp.uint8), cfg)
+    with pytest.raises(ValueError, match=r"images: expected shape \[N, H, W, C\]"):
+        change_pixels(k, jnp.zeros((8, 8, 1)), cfg)

@@ -302,6 +302,19 @@ def change_pixels(
 
     Image ``i`` uses ``jax.random.fold_in(key, i)``, as the sweep engine does.
     """
+    if images.ndim != 4:
+        raise ValueError(f"images: expected shape [N, H, W, C], got {images.shape}")
+    if not jnp.issubdtype(images.dtype, jnp.floating):
+        raise ValueError(
+            f"images: expected float values in [0, 1], got dtype {images.dtype} "
+            "(divide uint8 images by 255)"
+        )
+    if not isinstance(images, jax.core.Tracer) and images.size:
+        lo, hi = float(jnp.min(images)), float(jnp.max(images))
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(
+                f"images: expected values in [0, 1], got range [{lo:.4g}, {hi:.4g}]"
+            )
     shape = tuple(images.shape[1:])
     validate_config(config, shape, per_channel)
     change = pixel_change(shape, config.num, per_channel=per_channel, quantize=quantize)
@@ -313,4 +326,4 @@ def change_pixels(
         k = jax.random.fold_in(key, i)
         return change.apply(change.sample(k, image, params), image)
 
-    return jax.vmap(one)(jnp.arange(images.shape[0]), images)
+    return jax.jit(jax.vmap(one))(jnp.arange(images.shape[0]), images)
