@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from experiments import common
 
+    common.COMMAND[:] = ["pixjax", *(sys.argv[1:] if argv is None else argv)]
+
     try:
         module, configs = get_experiment(args.experiment)
         config = common.apply_overrides(configs.get_config(args.preset), args.overrides)

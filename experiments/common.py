@@ -26,6 +26,10 @@ SHIPPED_CHECKPOINTS = REPO_ROOT / "checkpoints"
 DEFAULT_CHECKPOINT = "lenet5-mnist"
 
 
+# The command line of the current run, set by the `pixjax` entry point.
+COMMAND: list[str] = []
+
+
 class ConfigError(ValueError):
     """A bad configuration value (raised before any work or file write)."""
 
@@ -110,7 +114,7 @@ def prepare_workdir(workdir: str | os.PathLike) -> pathlib.Path:
 def run_metadata(config: Any, **extra: Any) -> dict[str, Any]:
     import jax
 
-    argv = list(sys.argv)
+    argv = list(COMMAND) if COMMAND else list(sys.argv)
     if argv and os.path.basename(argv[0]) == "pixjax":
         argv[0] = "pixjax"
     return {

@@ -123,14 +123,64 @@ def load_model(
         raise FileNotFoundError(
             f"checkpoint: missing {VARIABLES}/ in {str(directory)!r}"
         )
+    ckptr = ocp.StandardCheckpointer()
+    saved = ckptr.metadata(directory / VARIABLES)
+    saved = getattr(saved, "item_metadata", saved)
+    saved = getattr(saved, "tree", saved)
+    problems = tree_mismatches(abstract, saved)
+    if problems:
+        raise ValueError(
+            f"checkpoint: the arrays in {str(directory)!r} do not match a {ckpt_arch!r} "
+            f"model with {meta.get('model_kwargs', {})} for input {shape}: "
+            + "; ".join(problems)
+        )
     try:
-        variables = ocp.StandardCheckpointer().restore(directory / VARIABLES, abstract)
+        variables = ckptr.restore(directory / VARIABLES, abstract)
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(
             f"checkpoint: the arrays in {str(directory)!r} do not match a {ckpt_arch!r} "
             f"model with {meta.get('model_kwargs', {})} for input {shape}: {e}"
         ) from e
     return module, variables, meta
+
+
+def _flat_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {
+        "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path): tuple(
+            getattr(leaf, "shape", ())
+        )
+        for path, leaf in flat
+    }
+
+
+def tree_mismatches(expected: Any, found: Any, limit: int = 12) -> list[str]:
+    """Differences between two pytrees of arrays (or shape structs), by path.
+
+    Returns:
+      Human-readable lines: ``missing`` keys (expected, not found), ``unexpected`` keys
+      (found, not expected) and ``mis-shaped`` keys; empty when they match.
+    """
+    e, f = _flat_shapes(expected), _flat_shapes(found)
+    missing = sorted(set(e) - set(f))
+    unexpected = sorted(set(f) - set(e))
+    shaped = sorted(k for k in set(e) & set(f) if e[k] != f[k])
+    out = []
+    if missing:
+        out.append(
+            f"missing keys {missing[:limit]}" + (" ..." if len(missing) > limit else "")
+        )
+    if unexpected:
+        out.append(
+            f"unexpected keys {unexpected[:limit]}"
+            + (" ..." if len(unexpected) > limit else "")
+        )
+    if shaped:
+        out.append(
+            "mis-shaped keys "
+            + ", ".join(f"{k}: expected {e[k]}, found {f[k]}" for k in shaped[:limit])
+        )
+    return out
 
 
 def run_manager(
