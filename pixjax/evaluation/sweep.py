@@ -212,6 +212,34 @@ def run_sweep(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n * total, unit="img", unit_scale=True, desc="sweep")
+    # Pre-slice the config chunks once (device arrays, replicated).
+    chunks = [
+        (
+            slice(c * chunk, (c + 1) * chunk),
+            jax.tree_util.tree_map(
+                lambda a, c=c: a[c * chunk : (c + 1) * chunk], params
+            ),
+            config_ids[c * chunk : (c + 1) * chunk],
+            seed_arr[c * chunk : (c + 1) * chunk],
+        )
+        for c in range(n_chunks)
+    ]
+    pending: list[tuple] = []
+
+    def collect(limit: int) -> None:
+        # Pull finished results to the host, keeping up to ``limit`` steps in flight so
+        # the device never waits for the host.
+        while len(pending) > limit:
+            sl, start, stop, outs = pending.pop(0)
+            if sl is None:
+                clean[start:stop] = np.asarray(outs)[: stop - start]
+                continue
+            pr, cf = outs
+            pred[sl, start:stop] = np.asarray(pr)[:, : stop - start]
+            conf[sl, start:stop] = np.asarray(cf)[:, : stop - start]
+            if bar is not None:
+                bar.update((stop - start) * min(chunk, total - sl.start))
+
     for start in starts:
         stop = min(start + batch, n)
         block = images[start:stop]
@@ -221,19 +249,12 @@ def run_sweep(
                 [block, np.zeros((batch - (stop - start), *block.shape[1:]), np.uint8)]
             )
         block_d, index_d = sharding.shard_batch(mesh, block, index)
-        clean[start:stop] = np.asarray(sweeper.clean(variables, block_d))[
-            : stop - start
-        ]
-        for c in range(n_chunks):
-            sl = slice(c * chunk, (c + 1) * chunk)
-            p_c = jax.tree_util.tree_map(lambda a, sl=sl: a[sl], params)
-            pr, cf = sweeper.step(
-                variables, block_d, index_d, p_c, config_ids[sl], seed_arr[sl], key
-            )
-            pred[sl, start:stop] = np.asarray(pr)[:, : stop - start]
-            conf[sl, start:stop] = np.asarray(cf)[:, : stop - start]
-            if bar is not None:
-                bar.update((stop - start) * min(chunk, total - c * chunk))
+        pending.append((None, start, stop, sweeper.clean(variables, block_d)))
+        for sl, p_c, ids_c, seeds_c in chunks:
+            outs = sweeper.step(variables, block_d, index_d, p_c, ids_c, seeds_c, key)
+            pending.append((sl, start, stop, outs))
+            collect(2 * n_chunks + 2)
+    collect(0)
     if bar is not None:
         bar.close()
     return SweepOutputs(clean_pred=clean, pred=pred[:total], confidence=conf[:total])
