@@ -28,8 +28,19 @@ LogitsFn = Callable[[jax.Array], jax.Array]
 NORMS = ("linf", "l2")
 
 
-def _check(eps, norm: str, targeted: bool, targets, labels, num_classes=None) -> None:
-    """Host-side checks of the attack arguments (skipped for traced values)."""
+def check_args(
+    eps,
+    norm: str = "linf",
+    targeted: bool = False,
+    targets=None,
+    labels=None,
+    num_classes: int | None = None,
+) -> None:
+    """Host-side checks of attack arguments (traced values are skipped).
+
+    Raises:
+      ValueError: naming the argument and the accepted values.
+    """
     if norm not in NORMS:
         raise ValueError(f"norm: expected one of {NORMS}, got {norm!r}")
     if not isinstance(eps, jax.core.Tracer):
@@ -137,7 +148,7 @@ def fgsm(
     Returns:
       Adversarial images ``[N, H, W, C]`` clipped to ``[0, 1]``.
     """
-    _check(eps, norm, targeted, targets, labels, num_classes)
+    check_args(eps, norm, targeted, targets, labels, num_classes)
     _check_batch(images, labels)
     grad, _ = loss_gradient(logits_fn, images, labels, targets if targeted else None)
     return jnp.clip(images + eps * _direction(grad, norm), 0.0, 1.0)
@@ -177,7 +188,7 @@ def fgsm_sweep(
       An :class:`EpsSweep`; with ``return_images`` also the adversarial images
       ``[E, N, H, W, C]``.
     """
-    _check(eps, norm, targeted, targets, labels)
+    check_args(eps, norm, targeted, targets, labels)
     _check_batch(images, labels)
     eps = jnp.asarray(eps, jnp.float32).reshape(-1)
     grad, logits = loss_gradient(
@@ -224,7 +235,7 @@ def pgd(
     Returns:
       Adversarial images ``[N, H, W, C]`` in ``[0, 1]`` within ``eps`` of ``images``.
     """
-    _check(eps, norm, targeted, targets, labels)
+    check_args(eps, norm, targeted, targets, labels)
     _check_batch(images, labels)
     if int(steps) <= 0:
         raise ValueError(f"steps: expected a positive integer, got {steps}")

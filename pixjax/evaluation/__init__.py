@@ -1,6 +1,6 @@
 """Evaluation: the sweep engine, metrics and the Pixel-index."""
 
-from pixjax.evaluation.metrics import Z95, summarize, wilson_interval
+from pixjax.evaluation.metrics import Z95, mcnemar, summarize, wilson_interval
 from pixjax.evaluation.pixel_index import pixel_index
 from pixjax.evaluation.sweep import (
     Sweeper,
@@ -18,6 +18,7 @@ __all__ = [
     "Z95",
     "change_batch",
     "make_sweeper",
+    "mcnemar",
     "pixel_index",
     "run_sweep",
     "summarize",

@@ -99,3 +99,40 @@ def summarize(
             else float("nan")
         ),
     }
+
+
+def mcnemar(before_correct: np.ndarray, after_correct: np.ndarray) -> dict[str, Any]:
+    """McNemar's test of paired outcomes (same images, two models or conditions).
+
+    Args:
+      before_correct, after_correct: ``[N]`` bool, per image.
+
+    Returns:
+      ``b`` (right before, wrong after), ``c`` (wrong before, right after), the exact
+      two-sided binomial p-value on the ``b + c`` discordant pairs, and the chi-square
+      statistic with continuity correction.
+    """
+    before = np.asarray(before_correct, bool)
+    after = np.asarray(after_correct, bool)
+    if before.shape != after.shape:
+        raise ValueError(
+            f"after_correct: expected shape {before.shape} like before_correct, got "
+            f"{after.shape}"
+        )
+    b = int(np.sum(before & ~after))
+    c = int(np.sum(~before & after))
+    n = b + c
+    if n == 0:
+        p = 1.0
+    else:
+        k = min(b, c)
+        # P(X <= k) for X ~ Binomial(n, 1/2), in log space for large n
+        logs = [
+            math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+            - n * math.log(2.0)
+            for i in range(k + 1)
+        ]
+        top = max(logs)
+        p = min(1.0, 2.0 * math.exp(top) * sum(math.exp(v - top) for v in logs))
+    chi2 = (abs(b - c) - 1) ** 2 / n if n else 0.0
+    return {"b": b, "c": c, "p_value": p, "chi2": chi2}

@@ -1,5 +1,11 @@
 """Training: a train state, a jitted step with on-the-fly augmentation, evaluation."""
 
+from pixjax.training.augment import (
+    gaussian_noise,
+    identity,
+    random_shifts,
+    small_distance,
+)
 from pixjax.training.loop import (
     Augment,
     TrainState,
@@ -16,6 +22,10 @@ __all__ = [
     "create_state",
     "epoch_batches",
     "evaluate",
+    "gaussian_noise",
+    "identity",
     "make_train_step",
     "predict",
+    "random_shifts",
+    "small_distance",
 ]

@@ -42,12 +42,19 @@ def create_state(
 
 def make_train_step(
     augment: Augment | None = None,
+    *,
+    paired: bool = False,
 ) -> Callable[[TrainState, jax.Array, jax.Array, PRNGKey], tuple[TrainState, dict]]:
     """Returns a jitted ``step(state, images_u8 [B,H,W,C], labels [B], key)``.
 
     ``key`` is the key of this step (the caller passes ``fold_in(base, state.step)``);
-    image ``i`` of the batch is augmented with ``fold_in(key, i)``.
+    image ``i`` of the batch is augmented with ``fold_in(key, i)``. With ``paired``, the
+    step trains on the ``B`` clean images *and* their ``B`` augmented copies (the
+    small-distance scheme of Zhang & Cai 2021: originals plus changed copies);
+    otherwise the augmented images replace the clean ones.
     """
+    if paired and augment is None:
+        raise ValueError("paired: needs an augment function, got None")
 
     def step(state: TrainState, images_u8, labels, key):
         x = images_u8.astype(jnp.float32) / 255.0
@@ -55,7 +62,12 @@ def make_train_step(
             keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(
                 jnp.arange(x.shape[0])
             )
-            x = jax.vmap(augment)(keys, x)
+            x_aug = jax.vmap(augment)(keys, x)
+            if paired:
+                x = jnp.concatenate([x, x_aug])
+                labels = jnp.concatenate([labels, labels])
+            else:
+                x = x_aug
 
         def loss_fn(params):
             logits = state.apply_fn({"params": params}, x)
