@@ -18,6 +18,10 @@ import sys
 # name -> (main module, config module); a literal registry, imported lazily.
 EXPERIMENTS: dict[str, tuple[str, str]] = {
     "pixel-change": ("experiments.pixel_change", "experiments.configs.pixel_change"),
+    "augment-finetune": (
+        "experiments.augment_finetune",
+        "experiments.configs.augment_finetune",
+    ),
     "fgsm-recovery": ("experiments.fgsm_recovery", "experiments.configs.fgsm_recovery"),
     "train": ("experiments.train", "experiments.configs.train"),
 }

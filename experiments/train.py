@@ -14,15 +14,14 @@ import pathlib
 from typing import Any
 
 import jax
-import numpy as np
 import optax
-import orbax.checkpoint as ocp
 
 from experiments import common
 from experiments.configs.train import Config
+from experiments.fitting import fit
 from pixjax import checkpoints, data, models
 from pixjax.perturb.shifts import random_shift
-from pixjax.training import create_state, epoch_batches, evaluate, make_train_step
+from pixjax.training import create_state, evaluate
 
 DESCRIPTION = "train any registered classifier with optax on any dataset (resumable)"
 
@@ -89,8 +88,7 @@ def run(config: Config, workdir: pathlib.Path) -> dict[str, Any]:
     num_classes = max(train.num_classes, test.num_classes)
     model_kwargs = {"num_classes": num_classes}
     model = models.get_model(config.model, **model_kwargs)
-    key = jax.random.key(config.seed)
-    init_key, order_key, aug_key = jax.random.split(key, 3)
+    init_key = jax.random.key(config.seed)
     steps_per_epoch = len(train.images) // config.batch_size
     schedule = optax.cosine_decay_schedule(
         config.learning_rate, steps_per_epoch * config.epochs
@@ -104,46 +102,20 @@ def run(config: Config, workdir: pathlib.Path) -> dict[str, Any]:
         params = variables["params"]
     state = create_state(model, init_key, train.image_shape, tx, params)
 
-    manager = checkpoints.run_manager(workdir)
-    start_epoch = 0
-    latest = manager.latest_step()
-    if latest is not None:  # resume
-        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
-        restored = manager.restore(
-            latest, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
-        )
-        state = restored["state"]
-        start_epoch = latest
-        print(f"resuming from epoch {latest}")
-
     augment = None
     if config.augment_shift > 0:
         shift = config.augment_shift
         augment = lambda k, x: random_shift(k, x, shift)
-    train_step = make_train_step(augment)
-    from tqdm.auto import tqdm
-
-    history = []
-    for epoch in range(start_epoch, config.epochs):
-        batches = epoch_batches(
-            jax.random.fold_in(order_key, epoch), len(train.images), config.batch_size
-        )
-        losses = []
-        for idx in tqdm(
-            batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False
-        ):
-            step_key = jax.random.fold_in(aug_key, int(state.step))
-            state, metrics = train_step(
-                state, train.images[idx], train.labels[idx], step_key
-            )
-            losses.append(metrics["loss"])
-        loss = float(np.mean(jax.device_get(losses)))
-        history.append({"epoch": epoch + 1, "loss": loss})
-        manager.save(
-            epoch + 1, args=ocp.args.Composite(state=ocp.args.StandardSave(state))
-        )
-        print(f"epoch {epoch + 1}: loss {loss:.4f}")
-    manager.wait_until_finished()
+    state, history = fit(
+        state,
+        train.images,
+        train.labels,
+        run_dir=workdir,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        key=jax.random.key(config.seed + 1),
+        augment=augment,
+    )
 
     variables = {"params": state.params}
     test_acc = evaluate(model.apply, variables, test.images, test.labels)

@@ -23,12 +23,17 @@ def main() -> None:
         train.append(idx[:300])
         test.append(idx[300:])
     out = pathlib.Path(__file__).parents[2] / "pixjax" / "data" / "_bundled"
+    # Stored in a fixed shuffled order, so that any prefix mixes the classes.
+    train = np.concatenate(train)
+    test = np.concatenate(test)
+    train = train[rng.permutation(len(train))]
+    test = test[rng.permutation(len(test))]
     np.savez_compressed(
         out / "mnist_5k.npz",
         images=images,
         labels=labels,
-        train_index=np.sort(np.concatenate(train)).astype(np.int16),
-        test_index=np.sort(np.concatenate(test)).astype(np.int16),
+        train_index=train.astype(np.int16),
+        test_index=test.astype(np.int16),
     )
 
 

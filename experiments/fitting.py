@@ -1,0 +1,79 @@
+"""The resumable epoch loop shared by the training experiments.
+
+One orbax CheckpointManager per run directory saves the train state after every
+epoch; a rerun restores the latest one and continues. Batch order is
+``fold_in(order_key, epoch)`` and augmentation ``fold_in(aug_key, step)``, so the
+result equals an uninterrupted run exactly.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from pixjax import checkpoints
+from pixjax.training import Augment, TrainState, epoch_batches, make_train_step
+
+
+def fit(
+    state: TrainState,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    run_dir: pathlib.Path,
+    epochs: int,
+    batch_size: int,
+    key: jax.Array,
+    augment: Augment | None = None,
+    paired: bool = False,
+    desc: str = "epoch",
+    progress: bool = True,
+) -> tuple[TrainState, list[dict[str, Any]]]:
+    """Trains for ``epochs`` epochs, resuming from ``run_dir/checkpoints`` if present.
+
+    Returns:
+      The final state and the per-epoch history of this invocation.
+    """
+    order_key, aug_key = jax.random.split(key)
+    manager = checkpoints.run_manager(run_dir)
+    start = 0
+    latest = manager.latest_step()
+    if latest is not None:
+        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
+        restored = manager.restore(
+            latest, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+        )
+        state, start = restored["state"], latest
+        print(f"{desc}: resuming from epoch {latest}")
+    step = make_train_step(augment, paired=paired)
+    from tqdm.auto import tqdm
+
+    history = []
+    for epoch in range(start, epochs):
+        batches = epoch_batches(
+            jax.random.fold_in(order_key, epoch), len(images), batch_size
+        )
+        losses = []
+        for idx in tqdm(
+            batches,
+            desc=f"{desc} {epoch + 1}/{epochs}",
+            leave=False,
+            disable=not progress,
+        ):
+            step_key = jax.random.fold_in(aug_key, int(state.step))
+            state, metrics = step(state, images[idx], labels[idx], step_key)
+            losses.append(metrics["loss"])
+        loss = float(np.mean(jax.device_get(losses)))
+        history.append({"epoch": epoch + 1, "loss": loss})
+        manager.save(
+            epoch + 1, args=ocp.args.Composite(state=ocp.args.StandardSave(state))
+        )
+        if progress:
+            print(f"{desc} {epoch + 1}: loss {loss:.4f}")
+    manager.wait_until_finished()
+    manager.close()
+    return state, history
