@@ -10,4 +10,12 @@ from pixjax.attacks.fgsm import (
     pgd,
 )
 
-__all__ = ["NORMS", "EpsSweep", "check_args", "fgsm", "fgsm_sweep", "loss_gradient", "pgd"]
+__all__ = [
+    "NORMS",
+    "EpsSweep",
+    "check_args",
+    "fgsm",
+    "fgsm_sweep",
+    "loss_gradient",
+    "pgd",
+]

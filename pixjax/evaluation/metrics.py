@@ -128,7 +128,9 @@ def mcnemar(before_correct: np.ndarray, after_correct: np.ndarray) -> dict[str, 
         k = min(b, c)
         # P(X <= k) for X ~ Binomial(n, 1/2), in log space for large n
         logs = [
-            math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+            math.lgamma(n + 1)
+            - math.lgamma(i + 1)
+            - math.lgamma(n - i + 1)
             - n * math.log(2.0)
             for i in range(k + 1)
         ]

@@ -1,0 +1,223 @@
+"""The full pixel-change study: Exp 4 (fgsm-recovery), small-distance augmentation
+(augment-finetune) with its defence report, resume after kill -9, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import cli
+from pixjax import checkpoints
+from pixjax.evaluation import mcnemar
+from pixjax.training import gaussian_noise, identity, random_shifts, small_distance
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE = ["--preset", "smoke"]
+
+
+def test_small_distance_changes_exactly_n_pixels():
+    aug = jax.jit(small_distance((28, 28, 1), 5))
+    x = jnp.full((28, 28, 1), 0.5 + 1 / 1020)
+    for i in range(5):
+        y = aug(jax.random.key(i), x)
+        assert int(jnp.sum(y != x)) == 5
+    np.testing.assert_array_equal(aug(jax.random.key(0), x), aug(jax.random.key(0), x))
+
+
+def test_baseline_augmentations():
+    x = jnp.full((8, 8, 1), 0.5)
+    k = jax.random.key(0)
+    noisy = gaussian_noise(0.1)(k, x)
+    assert 0.05 < float(jnp.std(noisy)) < 0.15
+    np.testing.assert_array_equal(identity()(k, x), x)
+    shifted = random_shifts(2)(k, jnp.ones((8, 8, 1)))
+    assert float(shifted.sum()) >= 36  # at most 2 rows and 2 columns emptied
+    with pytest.raises(ValueError, match="sigma: expected a positive"):
+        gaussian_noise(0.0)
+    with pytest.raises(ValueError, match="max_shift: expected a positive"):
+        random_shifts(0)
+
+
+def test_mcnemar_hand_computed():
+    before = np.array([1, 1, 1, 1, 0, 0, 1], bool)
+    after = np.array([0, 0, 0, 1, 0, 1, 1], bool)
+    m = mcnemar(before, after)
+    # b = 3, c = 1: exact p = 2 * P(X <= 1 | n=4, 1/2) = 2 * 5/16
+    assert (m["b"], m["c"]) == (3, 1)
+    assert m["p_value"] == pytest.approx(0.625)
+    assert m["chi2"] == pytest.approx(0.25)
+    assert mcnemar(before, before)["p_value"] == 1.0
+    with pytest.raises(ValueError, match="after_correct: expected shape"):
+        mcnemar(before, after[:3])
+
+
+def test_fgsm_recovery_smoke(tmp_path):
+    wd = tmp_path / "fr"
+    assert cli.main(["run", "fgsm-recovery", "--workdir", str(wd), *SMOKE]) == 0
+    res = json.loads((wd / "results.json").read_text())
+    g = res["fgsm"]
+    assert 0 < g["successful"] <= g["attacked"] <= 120
+    assert len(res["recovery"]) == 2 + 2  # Num (1, 16) x {0..255, +-70}
+    for r in res["recovery"]:
+        assert 0 <= r["recovered_mean"] <= 1
+        assert r["recovered_mean"] + r["still_adversarial_mean"] == pytest.approx(1)
+        assert len(r["per_class_recovered"]) == 10
+    curve = res["eps_curve"]
+    assert curve["success_rate"][0] == 0.0
+    assert curve["success_rate"][-1] > curve["success_rate"][1] > 0
+    for f in (
+        "report.md",
+        "results.csv",
+        "recovery.png",
+        "fgsm_eps.png",
+        "examples.png",
+    ):
+        assert (wd / f).stat().st_size > 0
+
+
+def test_augment_finetune_smoke_and_report(tmp_path):
+    wd = tmp_path / "af"
+    assert cli.main(["run", "augment-finetune", "--workdir", str(wd), *SMOKE]) == 0
+    res = json.loads((wd / "results.json").read_text())
+    assert set(res["models"]) == {"original", "model-4", "repeat"}
+    for r in res["models"].values():
+        assert 0 <= r["fgsm_transfer_still_adversarial"] <= 1
+        assert set(r["pixel_changes"]) == {"1", "16"}
+        assert set(r["mcnemar_vs_original"]) == {
+            "clean",
+            "changed",
+            "transfer",
+            "white_box",
+        }
+    assert res["models"]["original"]["fgsm_transfer_still_adversarial"] == 1.0
+    assert "small_distance_beats_baselines_on_pixel_changes" in res["verdict"]
+    _, v, meta = checkpoints.load_model(wd / "models" / "model-4" / "model")
+    assert meta["variant"] == "model-4" and meta["fine_tuned_from"] == "lenet5-mnist"
+    report = (wd / "report.md").read_text()
+    assert "Table 10" in report and "Table 11" in report and "McNemar" in report
+    # a second run reuses the finished models and gives the same numbers
+    assert cli.main(["run", "augment-finetune", "--workdir", str(wd), *SMOKE]) == 0
+    res2 = json.loads((wd / "results.json").read_text())
+    assert res2["models"] == res["models"]
+
+
+def _cmd(wd):
+    return [
+        sys.executable,
+        "-m",
+        "experiments.cli",
+        "run",
+        "augment-finetune",
+        "--workdir",
+        str(wd),
+        *SMOKE,
+        "epochs=8",
+        "nums=2,4",
+        "baselines=repeat",
+        "train_images=200",
+        "batch_size=10",
+        "eval_nums=1",
+        "eval_limit=50",
+    ]
+
+
+def _finished(wd, name):
+    d = wd / "models" / name / "checkpoints"
+    return [p for p in d.iterdir() if p.name.isdigit()] if d.exists() else []
+
+
+def test_augment_finetune_resume_after_kill_is_identical(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    a, b = tmp_path / "a", tmp_path / "b"
+    subprocess.run(
+        _cmd(a), cwd=ROOT, env=env, check=True, capture_output=True, timeout=600
+    )
+    proc = subprocess.Popen(
+        _cmd(b), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 300
+    # kill in the middle of the second model (model-4), after model-2 has finished
+    while (
+        time.time() < deadline and proc.poll() is None and not _finished(b, "model-4")
+    ):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (b / "models" / "model-4" / "model").exists()
+    done = subprocess.run(
+        _cmd(b),
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert "resuming from epoch" in done.stdout
+    for name in ("model-2", "model-4", "repeat"):
+        _, va, _ = checkpoints.load_model(a / "models" / name / "model")
+        _, vb, _ = checkpoints.load_model(b / "models" / name / "model")
+        for x, y in zip(
+            jax.tree_util.tree_leaves(va), jax.tree_util.tree_leaves(vb), strict=True
+        ):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    ra = json.loads((a / "results.json").read_text())["models"]
+    rb = json.loads((b / "results.json").read_text())["models"]
+    assert ra == rb
+
+
+@pytest.fixture(scope="module")
+def other_arch_checkpoint(tmp_path_factory, lenet):
+    d = tmp_path_factory.mktemp("ck") / "alex"
+    _, v, meta = lenet
+    checkpoints.save_model(d, v, {**meta, "arch": "alexnet"})
+    return d
+
+
+@pytest.mark.parametrize(
+    "experiment, override, message",
+    [
+        ("augment-finetune", "nums=", "nums: expected at least one N"),
+        ("augment-finetune", "nums=0", "nums: expected 1..784"),
+        ("augment-finetune", "baselines=mixup", "baselines: expected a subset of"),
+        ("augment-finetune", "optimizer=lion", "optimizer: expected one of"),
+        ("augment-finetune", "learning_rate=0", "learning_rate: expected a positive"),
+        ("augment-finetune", "eps=1.5", "eps: expected values in [0, 1]"),
+        ("augment-finetune", "train_images=5", "train_images: expected at least one"),
+        ("fgsm-recovery", "eps=-0.1", "eps: expected values in [0, 1]"),
+        ("fgsm-recovery", "norm=l1", "norm: expected one of"),
+        ("fgsm-recovery", "nums=", "nums: expected at least one"),
+        ("fgsm-recovery", "magnitudes=256", "magnitudes: expected values in (0, 255]"),
+    ],
+)
+def test_bad_input_before_any_write(tmp_path, capsys, experiment, override, message):
+    wd = tmp_path / "never"
+    assert cli.main(["run", experiment, "--workdir", str(wd), *SMOKE, override]) == 2
+    assert message in capsys.readouterr().err
+    assert not wd.exists()
+
+
+@pytest.mark.parametrize("experiment", ["augment-finetune", "fgsm-recovery"])
+def test_checkpoint_of_another_architecture(
+    tmp_path, capsys, other_arch_checkpoint, experiment
+):
+    wd = tmp_path / "never"
+    args = [
+        "run",
+        experiment,
+        "--workdir",
+        str(wd),
+        *SMOKE,
+        f"checkpoint={other_arch_checkpoint}",
+    ]
+    assert cli.main(args) == 2
+    assert "holds a 'alexnet' model, but model='lenet5'" in capsys.readouterr().err
+    assert not wd.exists()
