@@ -173,6 +173,26 @@ def test_bad_shapes(setup):
         fgsm(f, jnp.asarray(x), jnp.asarray(y[:3]), 0.1)
     with pytest.raises(ValueError, match="eps: expected at least one"):
         fgsm_sweep(f, jnp.asarray(x), jnp.asarray(y), [])
+    with pytest.raises(ValueError, match=r"targets: expected classes in 0..9"):
+        fgsm_sweep(
+            f,
+            jnp.asarray(x),
+            jnp.asarray(y),
+            [0.1],
+            targeted=True,
+            targets=jnp.full(len(y), 10),
+        )
+    with pytest.raises(ValueError, match=r"labels: expected classes in 0..9"):
+        pgd(
+            f,
+            None,
+            jnp.asarray(x),
+            jnp.asarray(y) + 10,
+            0.1,
+            step_size=0.1,
+            steps=1,
+            random_start=False,
+        )
     with pytest.raises(ValueError, match="steps: expected a positive"):
         pgd(
             f,

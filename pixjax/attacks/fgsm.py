@@ -78,6 +78,11 @@ def check_args(
                 )
 
 
+def _num_classes(logits_fn: LogitsFn, images) -> int:
+    """The number of logits, from an abstract evaluation (no computation)."""
+    return int(jax.eval_shape(logits_fn, images).shape[-1])
+
+
 def _check_batch(images, labels) -> None:
     if images.ndim != 4:
         raise ValueError(f"images: expected shape [N, H, W, C], got {images.shape}")
@@ -143,13 +148,15 @@ def fgsm(
       targeted: step towards ``targets`` instead of away from ``labels``.
       targets: ``[N]`` target classes (targeted only).
       norm: ``"linf"`` (sign of the gradient) or ``"l2"`` (normalised gradient).
-      num_classes: if given, labels / targets are checked against it.
+      num_classes: labels / targets are checked against it (default: the number of
+        logits ``logits_fn`` returns).
 
     Returns:
       Adversarial images ``[N, H, W, C]`` clipped to ``[0, 1]``.
     """
-    check_args(eps, norm, targeted, targets, labels, num_classes)
     _check_batch(images, labels)
+    num_classes = num_classes or _num_classes(logits_fn, images)
+    check_args(eps, norm, targeted, targets, labels, num_classes)
     grad, _ = loss_gradient(logits_fn, images, labels, targets if targeted else None)
     return jnp.clip(images + eps * _direction(grad, norm), 0.0, 1.0)
 
@@ -188,8 +195,8 @@ def fgsm_sweep(
       An :class:`EpsSweep`; with ``return_images`` also the adversarial images
       ``[E, N, H, W, C]``.
     """
-    check_args(eps, norm, targeted, targets, labels)
     _check_batch(images, labels)
+    check_args(eps, norm, targeted, targets, labels, _num_classes(logits_fn, images))
     eps = jnp.asarray(eps, jnp.float32).reshape(-1)
     grad, logits = loss_gradient(
         logits_fn, images, labels, targets if targeted else None
@@ -235,8 +242,8 @@ def pgd(
     Returns:
       Adversarial images ``[N, H, W, C]`` in ``[0, 1]`` within ``eps`` of ``images``.
     """
-    check_args(eps, norm, targeted, targets, labels)
     _check_batch(images, labels)
+    check_args(eps, norm, targeted, targets, labels, _num_classes(logits_fn, images))
     if int(steps) <= 0:
         raise ValueError(f"steps: expected a positive integer, got {steps}")
     if not isinstance(step_size, jax.core.Tracer) and not step_size > 0:
