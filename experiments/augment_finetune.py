@@ -168,7 +168,14 @@ def train_variants(config, module, variables, meta, train, workdir):
                 run_dir / "model", arch=config.model
             )
             continue
-        state = create_state(module, jax.random.key(0), shape, tx, variables["params"])
+        state = create_state(
+            module,
+            jax.random.key(0),
+            shape,
+            tx,
+            variables["params"],
+            variables.get("batch_stats"),
+        )
         state, history = fit(
             state,
             train.images,
@@ -182,7 +189,7 @@ def train_variants(config, module, variables, meta, train, workdir):
             desc=name,
             progress=config.progress,
         )
-        trained[name] = {"params": state.params}
+        trained[name] = state.variables
         model_meta = {
             **common.run_metadata(config),
             "arch": config.model,

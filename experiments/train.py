@@ -94,13 +94,13 @@ def run(config: Config, workdir: pathlib.Path) -> dict[str, Any]:
         config.learning_rate, steps_per_epoch * config.epochs
     )
     tx = optax.adamw(schedule, weight_decay=config.weight_decay)
-    params = None
+    params = stats = None
     if config.init_checkpoint:
         _, variables, _ = checkpoints.load_model(
             common.resolve_checkpoint(config.init_checkpoint), arch=config.model
         )
-        params = variables["params"]
-    state = create_state(model, init_key, train.image_shape, tx, params)
+        params, stats = variables["params"], variables.get("batch_stats")
+    state = create_state(model, init_key, train.image_shape, tx, params, stats)
 
     augment = None
     if config.augment_shift > 0:
@@ -117,7 +117,7 @@ def run(config: Config, workdir: pathlib.Path) -> dict[str, Any]:
         augment=augment,
     )
 
-    variables = {"params": state.params}
+    variables = state.variables
     test_acc = evaluate(model.apply, variables, test.images, test.labels)
     train_acc = evaluate(model.apply, variables, train.images, train.labels)
     meta = common.run_metadata(

@@ -24,7 +24,17 @@ Augment = Callable[[PRNGKey, jax.Array], jax.Array]
 
 
 class TrainState(train_state.TrainState):
-    """Flax's TrainState (step, params, opt_state; ``apply_fn`` and ``tx`` static)."""
+    """Flax's TrainState (step, params, opt_state; ``apply_fn`` and ``tx`` static) plus
+    ``batch_stats`` (BatchNorm running statistics; an empty dict for models without)."""
+
+    batch_stats: Any = None
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        """The variables to pass to ``model.apply`` for inference."""
+        if self.batch_stats:
+            return {"params": self.params, "batch_stats": self.batch_stats}
+        return {"params": self.params}
 
 
 def create_state(
@@ -33,11 +43,18 @@ def create_state(
     input_shape: tuple[int, int, int],
     tx: optax.GradientTransformation,
     params: Any | None = None,
+    batch_stats: Any | None = None,
 ) -> TrainState:
-    """Initialises (or wraps given ``params``) into a :class:`TrainState`."""
+    """Initialises (or wraps given ``params`` / ``batch_stats``) into a
+    :class:`TrainState`."""
     if params is None:
-        params = model.init(key, jnp.zeros((1, *input_shape), jnp.float32))["params"]
-    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+        variables = model.init(key, jnp.zeros((1, *input_shape), jnp.float32))
+        params = variables["params"]
+        if batch_stats is None:
+            batch_stats = variables.get("batch_stats", {})
+    return TrainState.create(
+        apply_fn=model.apply, params=params, tx=tx, batch_stats=batch_stats or {}
+    )
 
 
 def make_train_step(
@@ -69,16 +86,32 @@ def make_train_step(
             else:
                 x = x_aug
 
+        dropout_key = jax.random.fold_in(key, 0x7FFFFFFF)
+
         def loss_fn(params):
-            logits = state.apply_fn({"params": params}, x)
+            variables = {"params": params}
+            if state.batch_stats:
+                variables["batch_stats"] = state.batch_stats
+            logits, updates = state.apply_fn(
+                variables,
+                x,
+                train=True,
+                mutable=["batch_stats"],
+                rngs={"dropout": dropout_key},
+            )
             loss = optax.softmax_cross_entropy_with_integer_labels(
                 logits, labels
             ).mean()
-            return loss, logits
+            return loss, (logits, updates.get("batch_stats", {}))
 
-        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        (loss, (logits, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params
+        )
         acc = jnp.mean(jnp.argmax(logits, -1) == labels)
-        return state.apply_gradients(grads=grads), {"loss": loss, "accuracy": acc}
+        state = state.apply_gradients(grads=grads)
+        if state.batch_stats:
+            state = state.replace(batch_stats=stats)
+        return state, {"loss": loss, "accuracy": acc}
 
     return jax.jit(step, donate_argnums=0)
 
