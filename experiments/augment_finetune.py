@@ -57,15 +57,14 @@ def validate(config: Config):
         raise common.ConfigError(
             f"baselines: expected a subset of {BASELINES}, got {bad}"
         )
-    for name in ("epochs", "batch_size", "train_images", "batch_size_eval"):
-        if getattr(config, name) <= 0:
-            raise common.ConfigError(
-                f"{name}: expected a positive integer, got {getattr(config, name)}"
-            )
-    if not config.learning_rate > 0:
-        raise common.ConfigError(
-            f"learning_rate: expected a positive number, got {config.learning_rate}"
-        )
+    common.require_positive(
+        config,
+        "epochs",
+        "batch_size",
+        "train_images",
+        "batch_size_eval",
+        "learning_rate",
+    )
     if config.optimizer not in OPTIMIZERS:
         raise common.ConfigError(
             f"optimizer: expected one of {OPTIMIZERS}, got {config.optimizer!r}"
@@ -74,8 +73,7 @@ def validate(config: Config):
         raise common.ConfigError(f"noise_sigma: expected > 0, got {config.noise_sigma}")
     if "shift" in config.baselines and config.max_shift <= 0:
         raise common.ConfigError(f"max_shift: expected > 0, got {config.max_shift}")
-    if not config.eval_nums or not config.eval_seeds:
-        raise common.ConfigError("eval_nums / eval_seeds: expected at least one value")
+    common.require_nonempty(config, "eval_nums", "eval_seeds")
     try:
         check_args(config.eps, "linf")
     except ValueError as e:

@@ -17,9 +17,7 @@ import types
 import typing
 from typing import Any
 
-import numpy as np
-
-from pixjax.checkpoints import write_json_atomic
+from pixjax.checkpoints import _json_default, write_json_atomic
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHIPPED_CHECKPOINTS = REPO_ROOT / "checkpoints"
@@ -32,6 +30,34 @@ COMMAND: list[str] = []
 
 class ConfigError(ValueError):
     """A bad configuration value (raised before any work or file write)."""
+
+
+def require_positive(config: Any, *names: str) -> None:
+    """Each named field must be a positive number."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not value > 0:
+            raise ConfigError(f"{name}: expected a positive number, got {value!r}")
+
+
+def require_nonempty(config: Any, *names: str) -> None:
+    """Each named tuple field must hold at least one value."""
+    for name in names:
+        if not getattr(config, name):
+            raise ConfigError(f"{name}: expected at least one value, got none")
+
+
+def require_magnitudes(values) -> None:
+    for r in values:
+        if not 0 < r <= 255:
+            raise ConfigError(f"magnitudes: expected values in (0, 255], got {r}")
+
+
+def choose_preset(preset: str, presets: dict[str, Any]) -> Any:
+    """``presets[preset]`` or a clear error listing the presets."""
+    if preset not in presets:
+        raise ValueError(f"preset: expected one of {sorted(presets)}, got {preset!r}")
+    return presets[preset]
 
 
 def resolve_checkpoint(value: str | None) -> pathlib.Path | None:
@@ -156,19 +182,14 @@ def save_figure_atomic(fig: Any, path: pathlib.Path) -> None:
 
 
 def to_jsonable(obj: Any) -> Any:
+    """A JSON round trip (numpy scalars / arrays and paths become plain values)."""
     return json.loads(json.dumps(obj, default=_default))
 
 
 def _default(o: Any) -> Any:
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
     if isinstance(o, pathlib.Path):
         return str(o)
-    raise TypeError(type(o).__name__)
+    return _json_default(o)
 
 
 __all__ = [

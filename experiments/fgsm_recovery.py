@@ -48,19 +48,9 @@ def validate(config: Config):
         check_args(config.eps_curve or [0.0], config.norm)
     except ValueError as e:
         raise common.ConfigError(str(e)) from None
-    if not config.nums:
-        raise common.ConfigError("nums: expected at least one number of pixels")
-    for r in config.magnitudes:
-        if not 0 < r <= 255:
-            raise common.ConfigError(
-                f"magnitudes: expected values in (0, 255], got {r}"
-            )
-    if not config.seeds:
-        raise common.ConfigError("seeds: expected at least one seed")
-    if config.batch_size <= 0:
-        raise common.ConfigError(
-            f"batch_size: expected a positive integer, got {config.batch_size}"
-        )
+    common.require_nonempty(config, "nums", "seeds")
+    common.require_magnitudes(config.magnitudes)
+    common.require_positive(config, "batch_size")
     dataset = data.load(config.dataset, config.split, limit=config.limit)
     module, variables, meta = load_model(config, dataset.image_shape)
     grid, series = build_grid(config)

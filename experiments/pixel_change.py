@@ -107,23 +107,11 @@ def validate(config: Config) -> Setup:
         raise common.ConfigError(
             f"experiments: expected a non-empty subset of 1,2,3, got {config.experiments}"
         )
-    if not config.nums:
-        raise common.ConfigError("nums: expected at least one number of pixels")
-    if 2 in config.experiments and not config.magnitudes:
-        raise common.ConfigError(
-            "magnitudes: expected at least one magnitude for Exp 2"
-        )
-    for r in config.magnitudes:
-        if not 0 < r <= 255:
-            raise common.ConfigError(
-                f"magnitudes: expected values in (0, 255], got {r}"
-            )
-    if not config.seeds:
-        raise common.ConfigError("seeds: expected at least one seed")
-    if config.batch_size <= 0:
-        raise common.ConfigError(
-            f"batch_size: expected a positive integer, got {config.batch_size}"
-        )
+    common.require_nonempty(config, "nums", "seeds")
+    if 2 in config.experiments:
+        common.require_nonempty(config, "magnitudes")
+    common.require_magnitudes(config.magnitudes)
+    common.require_positive(config, "batch_size")
     if config.examples < 0:
         raise common.ConfigError(f"examples: expected 0 or more, got {config.examples}")
     models.get_model(config.model)

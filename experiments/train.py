@@ -29,15 +29,7 @@ DESCRIPTION = "train any registered classifier with optax on any dataset (resuma
 def validate(config: Config) -> tuple[data.Dataset, data.Dataset]:
     """Checks the configuration and loads the data (no writes)."""
     models.get_model(config.model)  # unknown name -> ValueError listing the models
-    for name in ("epochs", "batch_size"):
-        if getattr(config, name) <= 0:
-            raise common.ConfigError(
-                f"{name}: expected a positive integer, got {getattr(config, name)}"
-            )
-    if not config.learning_rate > 0:
-        raise common.ConfigError(
-            f"learning_rate: expected a positive number, got {config.learning_rate}"
-        )
+    common.require_positive(config, "epochs", "batch_size", "learning_rate")
     if config.augment_shift < 0:
         raise common.ConfigError(
             f"augment_shift: expected 0 or more pixels, got {config.augment_shift}"

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from experiments.common import choose_preset
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -48,19 +50,17 @@ class Config:
 
 
 def get_config(preset: str = "default") -> Config:
-    if preset == "default":
-        return Config()
-    if preset == "smoke":
-        return Config(
-            train_images=100,
-            nums=(4,),
-            baselines=("repeat",),
-            epochs=2,
-            batch_size=20,
-            eval_nums=(1, 16),
-            eval_seeds=(0,),
-            eval_limit=100,
-            batch_size_eval=50,
-            progress=False,
-        )
-    raise ValueError(f"preset: expected one of ['default', 'smoke'], got {preset!r}")
+    """``default`` (the documented run) or ``smoke`` (seconds, for tests)."""
+    smoke = Config(
+        train_images=100,
+        nums=(4,),
+        baselines=("repeat",),
+        epochs=2,
+        batch_size=20,
+        eval_nums=(1, 16),
+        eval_seeds=(0,),
+        eval_limit=100,
+        batch_size_eval=50,
+        progress=False,
+    )
+    return choose_preset(preset, {"default": Config(), "smoke": smoke})

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from experiments.common import choose_preset
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -56,17 +58,15 @@ class Config:
 
 
 def get_config(preset: str = "default") -> Config:
-    if preset == "default":
-        return Config()
-    if preset == "smoke":
-        return Config(
-            limit=120,
-            nums=(1, 16),
-            magnitudes=(70,),
-            seeds=(0,),
-            eps_curve=(0.0, 0.1, 0.2),
-            batch_size=60,
-            examples=3,
-            progress=False,
-        )
-    raise ValueError(f"preset: expected one of ['default', 'smoke'], got {preset!r}")
+    """``default`` (the documented run) or ``smoke`` (seconds, for tests)."""
+    smoke = Config(
+        limit=120,
+        nums=(1, 16),
+        magnitudes=(70,),
+        seeds=(0,),
+        eps_curve=(0.0, 0.1, 0.2),
+        batch_size=60,
+        examples=3,
+        progress=False,
+    )
+    return choose_preset(preset, {"default": Config(), "smoke": smoke})

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from experiments.common import choose_preset
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -45,17 +47,15 @@ class Config:
 
 
 def get_config(preset: str = "default") -> Config:
-    if preset == "default":
-        return Config()
-    if preset == "smoke":
-        return Config(
-            limit=64,
-            nums=(1, 8),
-            magnitudes=(40,),
-            regions=(28, 14),
-            seeds=(0, 1),
-            batch_size=64,
-            examples=3,
-            progress=False,
-        )
-    raise ValueError(f"preset: expected one of ['default', 'smoke'], got {preset!r}")
+    """``default`` (the documented run) or ``smoke`` (seconds, for tests)."""
+    smoke = Config(
+        limit=64,
+        nums=(1, 8),
+        magnitudes=(40,),
+        regions=(28, 14),
+        seeds=(0, 1),
+        batch_size=64,
+        examples=3,
+        progress=False,
+    )
+    return choose_preset(preset, {"default": Config(), "smoke": smoke})

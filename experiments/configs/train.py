@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from experiments.common import choose_preset
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -31,8 +33,6 @@ class Config:
 
 
 def get_config(preset: str = "default") -> Config:
-    if preset == "default":
-        return Config()
-    if preset == "smoke":
-        return Config(epochs=2, limit=256, batch_size=32)
-    raise ValueError(f"preset: expected one of ['default', 'smoke'], got {preset!r}")
+    """``default`` (the documented run) or ``smoke`` (seconds, for tests)."""
+    smoke = Config(epochs=2, limit=256, batch_size=32)
+    return choose_preset(preset, {"default": Config(), "smoke": smoke})
