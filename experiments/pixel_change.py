@@ -117,7 +117,22 @@ def validate(config: Config) -> Setup:
     models.get_model(config.model)
     dataset = data.load(config.dataset, config.split, limit=config.limit)
     module, variables, meta = load_model(config, dataset.image_shape)
+    h, w, c = dataset.image_shape
+    units = h * w * (c if config.per_channel else 1)
+    for n in config.nums:
+        if isinstance(n, bool) or not 1 <= n <= units:
+            raise common.ConfigError(
+                f"nums: expected 1..{units} (the image has {h}x{w} pixels"
+                + (f" x {c} channels" if config.per_channel else "")
+                + f"), got {n}"
+            )
     grid, members = build_grid(config, dataset.image_shape)
+    if 3 in config.experiments and not members.get(3):
+        raise common.ConfigError(
+            f"regions: no Exp 3 configuration fits: every region in "
+            f"{config.regions or 'the default'} is smaller than every Num in nums="
+            f"{config.nums}"
+        )
     stack_configs(grid, dataset.image_shape, config.per_channel)  # num/region/magnitude
     return Setup(module, variables, meta, dataset, grid, members)
 

@@ -42,7 +42,7 @@ def init_variables(
     model: nn.Module, key: jax.Array, input_shape: tuple[int, int, int]
 ) -> Any:
     """Initialises ``model`` for images of ``input_shape`` ``(H, W, C)``."""
-    return model.init(key, jnp.zeros((1, *input_shape), jnp.float32))
+    return jax.jit(model.init)(key, jnp.zeros((1, *input_shape), jnp.float32))
 
 
 def logits_fn(model: nn.Module, variables: Any) -> Callable[[jax.Array], jax.Array]:

@@ -48,7 +48,7 @@ def create_state(
     """Initialises (or wraps given ``params`` / ``batch_stats``) into a
     :class:`TrainState`."""
     if params is None:
-        variables = model.init(key, jnp.zeros((1, *input_shape), jnp.float32))
+        variables = jax.jit(model.init)(key, jnp.zeros((1, *input_shape), jnp.float32))
         params = variables["params"]
         if batch_stats is None:
             batch_stats = variables.get("batch_stats", {})
