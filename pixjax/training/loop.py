@@ -7,6 +7,7 @@ reproduces an uninterrupted one exactly.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -128,18 +129,25 @@ def epoch_batches(key: PRNGKey, n: int, batch_size: int) -> np.ndarray:
     return perm[: steps * batch_size].reshape(steps, batch_size)
 
 
+@functools.lru_cache(maxsize=32)
+def _predict_fn(apply_fn: Callable[..., jax.Array]):
+    @jax.jit
+    def fwd(v, xb):
+        p = jax.nn.softmax(apply_fn(v, xb.astype(jnp.float32) / 255.0), -1)
+        return jnp.argmax(p, -1), jnp.max(p, -1)
+
+    return fwd
+
+
 def predict(
     apply_fn: Callable[..., jax.Array],
     variables: Any,
     images_u8: np.ndarray,
     batch_size: int = 1000,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Predictions and softmax confidences ``([N], [N])`` of uint8 images."""
-
-    @jax.jit
-    def fwd(v, xb):
-        p = jax.nn.softmax(apply_fn(v, xb.astype(jnp.float32) / 255.0), -1)
-        return jnp.argmax(p, -1), jnp.max(p, -1)
+    """Predictions and softmax confidences ``([N], [N])`` of uint8 images
+    (fixed-size batches; compiled once per ``apply_fn`` and batch shape)."""
+    fwd = _predict_fn(apply_fn)
 
     preds, confs = [], []
     n = images_u8.shape[0]
