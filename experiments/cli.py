@@ -6,6 +6,7 @@ Examples::
     pixjax run pixel-change --workdir runs/pc
     pixjax run pixel-change --workdir runs/pc nums=1,4,16 seeds=0,1,2,3,4
     pixjax run train --workdir runs/lenet5 --preset smoke
+    pixjax convert resnet18 resnet18.pth checkpoints/resnet18
 """
 
 from __future__ import annotations
@@ -69,6 +70,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(bad or extra)}")
     if args.command == "run":
         args.overrides = list(args.overrides) + extra
+    if args.command == "convert":
+        from pixjax.models import convert
+
+        try:
+            out = convert.convert_file(
+                args.arch, args.weights, args.out_dir, num_classes=args.num_classes
+            )
+        except (ValueError, FileNotFoundError) as e:
+            print(f"pixjax: error: {e}", file=sys.stderr)
+            return 2
+        print(f"wrote {out}")
+        return 0
     if args.command == "list":
         for name in EXPERIMENTS:
             module, _ = get_experiment(name)

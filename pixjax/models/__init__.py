@@ -14,16 +14,56 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from pixjax.models.alexnet import AlexNet
+from pixjax.models.densenet import DenseNet
 from pixjax.models.lenet import LeNet5
+from pixjax.models.resnet import ResNet
+from pixjax.models.squeezenet import SqueezeNet
+from pixjax.models.vgg import VGG
 
+# torchvision ports (ImageNet layout, 1000 classes by default); load torchvision weights
+# with pixjax.models.convert.
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "lenet5": LeNet5,
+    "alexnet": AlexNet,
+    "vgg11": functools.partial(VGG, config="A"),
+    "vgg11_bn": functools.partial(VGG, config="A", batch_norm=True),
+    "vgg13": functools.partial(VGG, config="B"),
+    "vgg13_bn": functools.partial(VGG, config="B", batch_norm=True),
+    "vgg16": functools.partial(VGG, config="D"),
+    "vgg16_bn": functools.partial(VGG, config="D", batch_norm=True),
+    "vgg19": functools.partial(VGG, config="E"),
+    "vgg19_bn": functools.partial(VGG, config="E", batch_norm=True),
+    "resnet18": functools.partial(ResNet, stage_sizes=(2, 2, 2, 2), block="basic"),
+    "resnet34": functools.partial(ResNet, stage_sizes=(3, 4, 6, 3), block="basic"),
+    "resnet50": functools.partial(ResNet, stage_sizes=(3, 4, 6, 3), block="bottleneck"),
+    "resnet101": functools.partial(
+        ResNet, stage_sizes=(3, 4, 23, 3), block="bottleneck"
+    ),
+    "resnet152": functools.partial(
+        ResNet, stage_sizes=(3, 8, 36, 3), block="bottleneck"
+    ),
+    "densenet121": functools.partial(
+        DenseNet, growth_rate=32, block_config=(6, 12, 24, 16)
+    ),
+    "densenet161": functools.partial(
+        DenseNet, growth_rate=48, block_config=(6, 12, 36, 24), num_init_features=96
+    ),
+    "densenet169": functools.partial(
+        DenseNet, growth_rate=32, block_config=(6, 12, 32, 32)
+    ),
+    "densenet201": functools.partial(
+        DenseNet, growth_rate=32, block_config=(6, 12, 48, 32)
+    ),
+    "squeezenet1_0": functools.partial(SqueezeNet, version="1_0"),
+    "squeezenet1_1": functools.partial(SqueezeNet, version="1_1"),
 }
 
 # Input shapes the models were designed for (H, W, C); used for initialisation when no
 # data is at hand and for error messages. Any size the architecture accepts works.
 DEFAULT_INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
     "lenet5": (28, 28, 1),
+    **{name: (224, 224, 3) for name in MODELS if name != "lenet5"},
 }
 
 
