@@ -49,6 +49,20 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--show-config", action="store_true", help="print the config and exit"
     )
+    c = sub.add_parser(
+        "convert",
+        help="convert torchvision weights (.pth state dict) to a model directory",
+    )
+    c.add_argument(
+        "arch", help="architecture, e.g. resnet18 (see pixjax.models.MODELS)"
+    )
+    c.add_argument(
+        "weights", help="a torchvision .pth state dict (loaded weights_only)"
+    )
+    c.add_argument("out_dir", help="model directory to write (orbax + metadata.json)")
+    c.add_argument(
+        "--num-classes", type=int, default=None, help="default: from the file"
+    )
     return p
 
 

@@ -5,6 +5,9 @@ Dataset specs (strings, so that a command line can name them):
 * ``"mnist-sample"`` — the embedded 5000-image real MNIST sample (default; no network).
 * ``"idx:DIR"`` — an MNIST / Fashion-MNIST style folder of IDX files (``.gz`` or raw).
 * ``"folder:DIR"`` — images in one sub-folder per class, or a flat unlabelled folder.
+* ``"photos:DIR"`` — every image file in a folder (or one file), ImageNet-preprocessed
+  (shorter side 256, centre crop 224, RGB), unlabelled; ``"photos:sample"`` uses the
+  real photos shipped by matplotlib (and scikit-image when installed).
 * ``"tfds:NAME"`` — a prepared tensorflow-datasets dataset read through
   ``tfds.data_source`` (no TensorFlow needed), e.g. ``tfds:mnist``, ``tfds:cifar10``.
 """
@@ -14,7 +17,7 @@ from __future__ import annotations
 from pixjax.data.base import Dataset, check_float_images, check_images, to_float
 from pixjax.data.bundled import load_mnist_sample
 
-KINDS = ("mnist-sample", "idx:DIR", "folder:DIR", "tfds:NAME")
+KINDS = ("mnist-sample", "idx:DIR", "folder:DIR", "photos:DIR", "tfds:NAME")
 
 __all__ = [
     "Dataset",
@@ -63,6 +66,8 @@ def load(spec: str = "mnist-sample", split: str = "test", **kwargs) -> Dataset:
         from pixjax.data.folder import load_folder
 
         data = load_folder(arg, split=split, **kwargs)
+    elif kind == "photos" and arg:
+        data = _load_photos(arg, **kwargs)
     elif kind == "tfds" and arg:
         from pixjax.data.tfds_source import load_tfds
 
@@ -74,3 +79,27 @@ def load(spec: str = "mnist-sample", split: str = "test", **kwargs) -> Dataset:
             raise ValueError(f"limit: expected a positive integer, got {limit!r}")
         data = data.take(slice(0, int(limit)))
     return data
+
+
+def _load_photos(arg: str, resize: int = 256, crop: int = 224) -> Dataset:
+    import pathlib
+
+    from pixjax.data import imagenet, photos
+
+    if arg == "sample":
+        paths = photos.sample_photo_paths()
+    else:
+        root = pathlib.Path(arg).expanduser()
+        if root.is_file():
+            paths = [root]
+        elif root.is_dir():
+            exts = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+            paths = sorted(p for p in root.iterdir() if p.suffix.lower() in exts)
+        else:
+            raise FileNotFoundError(
+                f"dataset: photos folder {str(root)!r} does not exist"
+            )
+    if not paths:
+        raise FileNotFoundError(f"dataset: no image files found for photos:{arg}")
+    data = imagenet.load_photos(paths, resize=resize, crop=crop)
+    return data._replace(name=f"photos:{arg}")
