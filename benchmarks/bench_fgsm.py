@@ -289,6 +289,7 @@ def main() -> None:
     args = ap.parse_args()
     repeats = 1 if args.quick else max(1, args.repeats)
     batch = args.batch
+    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
     module, variables, _ = checkpoints.load_model(
         os.path.join(ROOT, "checkpoints", "lenet5-mnist")
@@ -561,6 +562,14 @@ def main() -> None:
         )
 
     cmd = "python benchmarks/bench_fgsm.py" + (" --quick" if args.quick else "")
+    load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    load = f"1-min load average at start / end {load_start:.1f} / {load_end:.1f}"
+    if jax.default_backend() == "cpu":
+        load += (
+            f" on {os.cpu_count()} cores (the script alone keeps about "
+            f"{os.cpu_count()} busy; more means other processes shared the CPU, "
+            "which hurts PyTorch's OpenMP threads most)"
+        )
     body = "\n".join(
         [
             f"{datetime.date.today()}, `{cmd} --batch {batch} --repeats {repeats}`; "
@@ -568,7 +577,7 @@ def main() -> None:
             f"bundled MNIST test images, batch {batch} everywhere; images / s = "
             f"images attacked (at every eps, for the sweep) per second, median of "
             f"{repeats} interleaved rounds after a warm-up (compilation excluded); "
-            + "; ".join(versions)
+            + "; ".join([*versions, load])
             + ".",
             "",
             *table,

@@ -42,15 +42,32 @@ def _torch_fgsm(model, x, y, eps, targets=None, norm="linf"):
     return adv.detach().numpy().transpose(0, 2, 3, 1)
 
 
+def _meaningful(model, x, y):
+    """Images whose float32 loss gradient is not rounding noise: the model's loss on
+    them is >= 1e-4 (at loss ~1e-7 the gradient's norm is ~1e-6 and the two frameworks
+    disagree in its leading digits, which the L2 step normalises away)."""
+    with torch.no_grad():
+        logits = model(torch.from_numpy(x.transpose(0, 3, 1, 2)))
+        loss = torch.nn.functional.cross_entropy(
+            logits, torch.from_numpy(np.asarray(y)).long(), reduction="none"
+        )
+    return loss.numpy() >= 1e-4
+
+
 @pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("linf", 0.25), ("l2", 2.0)])
 def test_fgsm_matches_torch(setup, norm, eps):
     f, tm, x, y = setup
-    ours = np.asarray(fgsm(f, jnp.asarray(x), jnp.asarray(y), eps, norm=norm))
-    ref = _torch_fgsm(tm, x, y, eps, norm=norm)
-    # sign() of a gradient that is ~0 may differ in float rounding: allow a few entries
-    mismatch = np.abs(ours - ref) > 1e-5
+    keep = _meaningful(tm, x, y)
+    assert keep.sum() >= 16, keep.sum()
+    ours = np.asarray(fgsm(f, jnp.asarray(x), jnp.asarray(y), eps, norm=norm))[keep]
+    ref = _torch_fgsm(tm, x, y, eps, norm=norm)[keep]
+    # sign() of a gradient that is ~0 may differ in float rounding: allow a few entries.
+    # The L2 step keeps the gradient's values, whose float32 error is relative to the
+    # loss (1 - p rounds at ~1e-7 / loss): at loss 1e-4 and eps 2, ~1e-4 per pixel.
+    tol = 1e-5 if norm == "linf" else 2e-4
+    mismatch = np.abs(ours - ref) > tol
     assert mismatch.mean() < 1e-3, mismatch.mean()
-    np.testing.assert_allclose(ours[~mismatch], ref[~mismatch], atol=1e-5)
+    np.testing.assert_allclose(ours[~mismatch], ref[~mismatch], atol=tol)
 
 
 def test_targeted_fgsm_matches_torch(setup):
