@@ -80,11 +80,22 @@ def validate(config: Config):
         raise common.ConfigError(str(e)) from None
     train = data.load(config.dataset, config.train_split)
     test = data.load(config.dataset, config.test_split, limit=config.eval_limit)
-    if train.labels is None or test.labels is None:
+    if (train.labels is None or test.labels is None) and not config.labels_from_model:
         raise common.ConfigError(
-            f"dataset: {config.dataset!r} needs labels for training"
+            f"dataset: {config.dataset!r} has no labels; set labels_from_model=true to "
+            "train and evaluate against the original model's clean predictions"
         )
     module, variables, meta = load_model(config, train.image_shape)
+    if config.labels_from_model:
+        # Unlabelled data (photos): the original is right by definition; the question
+        # is how far pixel changes, FGSM and fine-tuning move each model from it.
+        bs = config.batch_size_eval
+        train = train._replace(
+            labels=predict(module.apply, variables, train.images, bs)[0]
+        )
+        test = test._replace(
+            labels=predict(module.apply, variables, test.images, bs)[0]
+        )
     shape = train.image_shape
     for n in config.nums:
         if isinstance(n, bool) or not 1 <= n <= shape[0] * shape[1]:
@@ -102,7 +113,10 @@ def validate(config: Config):
 
 
 def balanced_subset(labels: np.ndarray, n: int) -> np.ndarray:
-    """The first ``n // classes`` images of each class (in index order), sorted."""
+    """The first ``n // classes`` images of each class (in index order), sorted; all
+    images when ``n`` is at least their number."""
+    if n >= len(labels):
+        return np.arange(len(labels))
     classes = np.unique(labels)
     per = n // len(classes)
     if per == 0:
@@ -468,6 +482,15 @@ def _report(out, config: Config, total_s: float) -> str:
         "augmented copies (every variant sees the same batches: equal budget)",
         f"- evaluated on {out['metadata']['dataset']}; pixel changes: values 0..255 "
         f"anywhere, seeds {list(config.eval_seeds)}; FGSM L-inf eps {config.eps}, 8-bit",
+        *(
+            [
+                "- labels: the original model's clean predictions "
+                "(labels_from_model; the original is right by definition, and training "
+                "and test images are the same photos when the dataset has one split)"
+            ]
+            if config.labels_from_model
+            else []
+        ),
         f"- whole run {total_s:.1f} s",
         "",
         f"**Verdict:** {out['verdict']['summary']}.",

@@ -510,3 +510,19 @@ def test_convert_file_round_trip_without_torch(tmp_path):
         convert.convert_file(
             "squeezenet1_1", path, tmp_path / "bad", class_names=["a", "b", "c"]
         )
+
+
+def test_wrong_input_size_or_channels_is_a_clear_error():
+    m = models.get_model("squeezenet1_1")
+    v = models.init_variables(m, jax.random.key(0), (64, 64, 3))
+    models.check_input(m, v, (224, 224, 3))  # any size the architecture takes
+    with pytest.raises(ValueError, match=r"images: SqueezeNet .* takes 3-channel"):
+        models.logits_fn(m, v, input_shape=(64, 64, 1))
+    with pytest.raises(ValueError, match=r"images: shape .*\(8, 8, 3\) does not fit"):
+        models.check_input(m, v, (8, 8, 3))
+    lenet = models.get_model("lenet5")
+    lv = models.init_variables(lenet, jax.random.key(0), (28, 28, 1))
+    with pytest.raises(ValueError, match=r"does not fit LeNet5"):  # fc1 fixes the size
+        models.check_input(lenet, lv, (32, 32, 1))
+    with pytest.raises(ValueError, match=r"input_shape: expected \(H, W, C\)"):
+        models.check_input(lenet, lv, (28, 28))

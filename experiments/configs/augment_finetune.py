@@ -31,6 +31,9 @@ class Config:
     train_split: str = "train"
     test_split: str = "test"
     train_images: int = 1000  # class-balanced subset of the train split
+    # labels = the original model's clean predictions (unlabelled data, e.g.
+    # dataset=photos:DIR with an ImageNet model; then train and test are the same photos)
+    labels_from_model: bool = False
     nums: tuple[int, ...] = (1, 2, 4, 8, 16)  # one Model-N per value
     baselines: tuple[str, ...] = ("noise", "shift", "repeat")
     noise_sigma: float = 0.2  # Gaussian noise baseline, [0, 1] units

@@ -7,7 +7,7 @@ inside the model) and returns logits ``[N, num_classes]``.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -85,8 +85,52 @@ def init_variables(
     return jax.jit(model.init)(key, jnp.zeros((1, *input_shape), jnp.float32))
 
 
-def logits_fn(model: nn.Module, variables: Any) -> Callable[[jax.Array], jax.Array]:
-    """``images [N, H, W, C] in [0, 1] -> logits``: the function attacks take."""
+def check_input(model: nn.Module, variables: Any, input_shape: Sequence[int]) -> None:
+    """Raises a clear ``ValueError`` if images of ``input_shape`` ``(H, W, C)`` cannot go
+    through ``model`` with ``variables`` (wrong channel count, a size the architecture
+    or its dense layers do not take). Shape-only: costs a trace, no computation.
+    """
+    shape = tuple(input_shape)
+    if len(shape) != 3 or not all(isinstance(d, int) and d > 0 for d in shape):
+        raise ValueError(
+            f"input_shape: expected (H, W, C) positive integers, got {input_shape!r}"
+        )
+    name = type(model).__name__
+    kernels = [
+        leaf
+        for path, leaf in jax.tree_util.tree_leaves_with_path(
+            variables.get("params", {})
+        )
+        if getattr(leaf, "ndim", 0) == 4 and "kernel" in jax.tree_util.keystr(path)
+    ]
+    channels = {int(k.shape[2]) for k in kernels}
+    if kernels and shape[2] not in channels:
+        # The stem is the only convolution whose input channels can equal the image's.
+        raise ValueError(
+            f"images: {name} with these weights takes {sorted(channels)[0]}-channel "
+            f"images, got shape (H, W, C) = {shape}"
+        )
+    try:
+        jax.eval_shape(
+            model.apply, variables, jax.ShapeDtypeStruct((1, *shape), jnp.float32)
+        )
+    except Exception as e:  # noqa: BLE001 - any shape failure, re-raised with context
+        raise ValueError(
+            f"images: shape (H, W, C) = {shape} does not fit {name} with these "
+            f"weights ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+        ) from e
+
+
+def logits_fn(
+    model: nn.Module, variables: Any, input_shape: Sequence[int] | None = None
+) -> Callable[[jax.Array], jax.Array]:
+    """``images [N, H, W, C] in [0, 1] -> logits``: the function attacks take.
+
+    With ``input_shape`` ``(H, W, C)`` the shape is checked first
+    (:func:`check_input`), so a mismatch fails here with a clear message.
+    """
+    if input_shape is not None:
+        check_input(model, variables, input_shape)
     return functools.partial(model.apply, variables)
 
 
