@@ -72,3 +72,38 @@ def test_max_pool_matches_reduce_window_with_ties(shape):
     ref = jax.grad(lambda x: jnp.sum(ref_fn(x) * g))(x)
     # The whole gradient goes to one maximum per window, the first, as in reduce_window.
     np.testing.assert_allclose(ours, ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape, cin", [((4, 32, 32), 1), ((3, 15, 12), 2)])
+def test_conv_relu_pool_equals_the_composition(shape, cin):
+    kx, kk, kb, kg = jax.random.split(jax.random.key(5), 4)
+    # quantised input: flat regions, so pooling windows hold ties
+    x = jnp.round(jax.random.uniform(kx, (*shape, cin)) * 2)
+    k = 0.3 * jax.random.normal(kk, (5, 5, cin, 6))
+    b = 0.1 * jax.random.normal(kb, (6,))
+
+    def ref(x, k, b):
+        y = lax.conv_general_dilated(x, k, (1, 1), "VALID", dimension_numbers=DN)
+        return nn.max_pool(jax.nn.relu(y + b), (2, 2), strides=(2, 2))
+
+    out = layers.conv_relu_pool(x, k, b)
+    np.testing.assert_allclose(out, ref(x, k, b), atol=1e-5)
+    g = jax.random.normal(kg, out.shape)
+    ours = jax.grad(lambda *a: jnp.sum(layers.conv_relu_pool(*a) * g), (0, 1, 2))(
+        x, k, b
+    )
+    theirs = jax.grad(lambda *a: jnp.sum(ref(*a) * g), (0, 1, 2))(x, k, b)
+    for o, t in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(o, t, atol=2e-4 * float(jnp.abs(t).max()))
+
+
+def test_conv_relu_pool_module_has_nn_conv_parameters():
+    x = jax.random.uniform(jax.random.key(6), (2, 28, 28, 1))
+    fused = layers.ConvReluPool(6, (5, 5), padding=2)
+    params = fused.init(jax.random.key(7), x)
+    plain = nn.Conv(6, (5, 5), padding=2)
+    assert jax.tree.map(jnp.shape, params) == jax.tree.map(
+        jnp.shape, plain.init(jax.random.key(7), x)
+    )
+    expected = nn.max_pool(jax.nn.relu(plain.apply(params, x)), (2, 2), strides=(2, 2))
+    np.testing.assert_allclose(fused.apply(params, x), expected, atol=1e-5)

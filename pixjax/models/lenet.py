@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from pixjax.models.layers import conv_general_dilated, max_pool_2x2
+from pixjax.models.layers import ConvReluPool, max_pool_2x2
 
 
 class LeNet5(nn.Module):
@@ -36,12 +36,9 @@ class LeNet5(nn.Module):
         mean = jnp.asarray(self.mean, x.dtype)
         std = jnp.asarray(self.std, x.dtype)
         x = (x - mean) / std
-        conv = conv_general_dilated  # XLA's, or a faster CPU form for 1-2 channels
-        x = nn.Conv(6, (5, 5), padding=2, conv_general_dilated=conv, name="conv1")(x)
-        x = max_pool_2x2(nn.relu(x))
-        x = nn.Conv(
-            16, (5, 5), padding="VALID", conv_general_dilated=conv, name="conv2"
-        )(x)
+        # conv 5x5 -> ReLU -> 2x2 max pool, fused on the CPU (pixjax.models.layers)
+        x = ConvReluPool(6, (5, 5), padding=2, name="conv1")(x)
+        x = nn.Conv(16, (5, 5), padding="VALID", name="conv2")(x)
         x = max_pool_2x2(nn.relu(x))
         x = x.reshape(x.shape[0], -1)
         x = nn.relu(nn.Dense(120, name="fc1")(x))
