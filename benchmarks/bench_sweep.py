@@ -360,8 +360,9 @@ def main() -> None:
             f"- PyTorch forward / JAX forward: {rate['torch_fwd'] / rate['jax_fwd']:.2f}x"
             f" at batch {fwd_batch}, "
             f"{rate['torch_fwd_small'] / rate['jax_fwd_small']:.2f}x at batch {small}"
-            " (> 1: the framework's forward pass, not the sweep, is what keeps"
-            " pixjax behind)",
+            " (> 1 would mean the framework's forward pass, not the sweep, holds"
+            " pixjax back; LeNet-5's first layer is fused on the CPU,"
+            " pixjax/models/layers.py)",
             f"- numpy + PyTorch sweep / its bare forward (batch {small}): "
             f"{rate['anchor'] / rate['torch_fwd_small']:.2f}x",
         ]
