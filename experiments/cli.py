@@ -25,6 +25,7 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
     ),
     "fgsm-recovery": ("experiments.fgsm_recovery", "experiments.configs.fgsm_recovery"),
     "train": ("experiments.train", "experiments.configs.train"),
+    "rbm-nudge": ("experiments.rbm_nudge", "experiments.configs.rbm_nudge"),
 }
 
 

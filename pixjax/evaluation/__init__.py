@@ -1,6 +1,13 @@
 """Evaluation: the sweep engine, metrics and the Pixel-index."""
 
-from pixjax.evaluation.metrics import Z95, mcnemar, summarize, wilson_interval
+from pixjax.evaluation.metrics import (
+    Z95,
+    classification_report,
+    format_classification_report,
+    mcnemar,
+    summarize,
+    wilson_interval,
+)
 from pixjax.evaluation.pixel_index import pixel_index
 from pixjax.evaluation.sweep import (
     Sweeper,
@@ -13,6 +20,8 @@ from pixjax.evaluation.sweep import (
 )
 
 __all__ = [
+    "classification_report",
+    "format_classification_report",
     "SweepOutputs",
     "Sweeper",
     "Z95",

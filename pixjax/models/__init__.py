@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from pixjax.models.alexnet import AlexNet
 from pixjax.models.densenet import DenseNet
 from pixjax.models.lenet import LeNet5
+from pixjax.models.rbm import RBMClassifier
 from pixjax.models.resnet import ResNet
 from pixjax.models.squeezenet import SqueezeNet
 from pixjax.models.vgg import VGG
@@ -25,6 +26,7 @@ from pixjax.models.vgg import VGG
 # with pixjax.models.convert.
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "lenet5": LeNet5,
+    "rbm_lr": RBMClassifier,  # Bernoulli RBM -> logistic regression (pixjax.models.rbm)
     "alexnet": AlexNet,
     "vgg11": functools.partial(VGG, config="A"),
     "vgg11_bn": functools.partial(VGG, config="A", batch_norm=True),
@@ -63,7 +65,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 # data is at hand and for error messages. Any size the architecture accepts works.
 DEFAULT_INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
     "lenet5": (28, 28, 1),
-    **{name: (224, 224, 3) for name in MODELS if name != "lenet5"},
+    "rbm_lr": (28, 28, 1),
+    **{name: (224, 224, 3) for name in MODELS if name not in ("lenet5", "rbm_lr")},
 }
 
 

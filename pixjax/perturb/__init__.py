@@ -10,8 +10,13 @@ from pixjax.perturb.pixels import (
     stack_configs,
     validate_config,
 )
+from pixjax.perturb.shifts import NUDGES, nudge, random_shift, shift
 
 __all__ = [
+    "NUDGES",
+    "nudge",
+    "random_shift",
+    "shift",
     "Changes",
     "PixelChange",
     "PixelConfig",
