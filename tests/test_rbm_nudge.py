@@ -72,3 +72,30 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, override, messag
     assert _run(wd, override) == 2
     assert message in capsys.readouterr().err
     assert not wd.exists()
+
+
+def test_shipped_rbm_lr_checkpoint():
+    """checkpoints/rbm-lr-mnist: seed 0 of the default run, as its metadata says."""
+    module, variables, meta = checkpoints.load_model(
+        checkpoints_dir() / "rbm-lr-mnist", arch="rbm_lr"
+    )
+    test = data.load("mnist-sample", "test")
+    x = jnp.asarray(test.images, jnp.float32) / 255.0
+    acc = float(
+        np.mean(np.asarray(module.apply(variables, x)).argmax(-1) == test.labels)
+    )
+    assert acc == pytest.approx(meta["results"]["test_accuracy"], abs=1e-9)
+    assert acc > 0.92
+    assert meta["hyperparameters"] == {
+        "learning_rate": 0.01,
+        "n_iter": 40,
+        "n_components": 200,
+        "C": 1.0,
+        "batch_size": 10,
+    }
+
+
+def checkpoints_dir():
+    import pathlib
+
+    return pathlib.Path(__file__).resolve().parent.parent / "checkpoints"
