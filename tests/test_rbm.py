@@ -38,6 +38,38 @@ def _sk_rbm(params, batch_size=3):
     return m
 
 
+def test_step_uniforms_are_uniform_independent_and_keyed():
+    """pcd_step's counter-hash uniforms: a pure function of the key, in [0, 1), and
+    statistically indistinguishable from independent uniforms at these sample sizes
+    (one-sample KS test, lag-1 correlation, a 2-D chi-square of neighbours, and
+    draws of adjacent step keys, the way fit folds them in)."""
+    from scipy import stats
+
+    key = jax.random.key(0)
+    a = rbm.step_uniforms(key, (1000, 1000))
+    assert a.shape == (1000, 1000) and a.dtype == jnp.float32
+    np.testing.assert_array_equal(a, rbm.step_uniforms(key, (1000, 1000)))
+    u = np.asarray(a, np.float64).ravel()
+    assert u.min() >= 0.0 and u.max() < 1.0
+    assert stats.kstest(u, "uniform").pvalue > 1e-4
+    assert abs(np.corrcoef(u[:-1], u[1:])[0, 1]) < 0.005
+    counts = np.histogram2d(u[:-1:2], u[1::2], bins=16, range=[[0, 1], [0, 1]])[0]
+    assert stats.chisquare(counts.ravel()).pvalue > 1e-4
+    # adjacent steps: fit's keys fold_in(fold_in(key, epoch), batch)
+    step = lambda b: rbm.step_uniforms(
+        jax.random.fold_in(jax.random.fold_in(key, 3), b), (10, 984)
+    )
+    draws = np.stack([np.asarray(step(b)).ravel() for b in range(200)])
+    assert stats.kstest(draws.ravel(), "uniform").pvalue > 1e-4
+    r = np.corrcoef(draws)[np.triu_indices(200, 1)]  # 19,900 pairs of steps
+    assert np.abs(r).max() < 6 / np.sqrt(draws.shape[1])  # ~6 sigma
+    assert abs(r.mean()) < 0.001
+    # a Bernoulli(p) sample made with them has mean p
+    p = np.linspace(0.01, 0.99, 1000)
+    hits = (np.asarray(a) < p[None]).mean(0)
+    assert np.abs(hits - p).max() < 5 * np.sqrt(0.25 / 1000)
+
+
 def test_free_energy_and_conditionals_by_hand():
     p = _random_params(jax.random.key(0))
     v = jnp.array([[1, 0, 1, 1, 0, 0], [0.5, 0.2, 0, 1, 1, 0.3]], jnp.float32)
@@ -81,7 +113,7 @@ def test_pcd_step_equals_sklearn_update_on_the_same_draws(rows):
     new = rbm.pcd_step(
         key, rbm.RBMState(p, chains), v, 0.1, None if rows == 3 else mask
     )
-    u = np.asarray(jax.random.uniform(key, (3, 10)), np.float64)  # pcd_step's one draw
+    u = np.asarray(rbm.step_uniforms(key, (3, 10)), np.float64)  # pcd_step's one draw
     sk = _sk_rbm(p)
     sk.learning_rate = 0.1
     sk.h_samples_ = np.asarray(chains, np.float64)
@@ -227,6 +259,13 @@ def test_grid_search_is_a_few_compiled_calls_and_picks_the_best():
         {"learning_rate": 0.1, "n_iter": 10, "n_components": 32, "C": 1.0}
     )
     assert r["scores"][i, 0] == pytest.approx(acc, abs=0.06)
+    assert set(r["stage_seconds"]) == {16, 32}
+    # one vmap over every model (the accelerator layout) scores the grid as the CPU's
+    # loop does, up to float rounding amplified by PCD's sampling
+    v = grid_search_rbm_lr(jax.random.key(0), x, ds.labels, map_batch=10**6, **kw)
+    assert v["params"] == r["params"]
+    np.testing.assert_allclose(v["mean"], r["mean"], atol=0.05)
+    assert abs(v["mean"].max() - r["mean"].max()) < 0.03
 
 
 def test_rbm_lr_matches_sklearn_accuracy_on_mnist():
@@ -328,6 +367,17 @@ def test_bad_data():
             n_iters=[1],
             n_components=[2],
             cs=[1.0],
+        )
+    with pytest.raises(ValueError, match=r"map_batch: expected None or a positive"):
+        grid_search_rbm_lr(
+            jax.random.key(0),
+            np.zeros((6, 3)),
+            np.array([0, 0, 0, 1, 1, 1]),
+            learning_rates=[0.1],
+            n_iters=[1],
+            n_components=[2],
+            cs=[1.0],
+            map_batch=0,
         )
     with pytest.raises(ValueError, match=r"folds: expected at most"):
         grid_search_rbm_lr(
