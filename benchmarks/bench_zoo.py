@@ -264,6 +264,11 @@ def main() -> None:
             fns[f"torch {arch} {dt}"] = torch_forward(torch, tm, x_torch, sync, cast)
             cases.append((arch, dt, macs))
 
+    for name, fn in fns.items():  # also the warm-up: every timed model is finite
+        if name.startswith("pixjax"):
+            out = np.asarray(fn(), np.float32)
+            assert np.isfinite(out).all(), f"{name}: non-finite logits"
+
     # ---------------------------------------------- (b) sweep vs bare forward
     images_u8 = load_images(n_sweep)
     grid = [PixelConfig(n) for _ in range(sweep_repeats) for n in EXP1_NUMS]

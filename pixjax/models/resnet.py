@@ -11,7 +11,12 @@ Layout and conventions (shared by ``alexnet``, ``vgg``, ``densenet``, ``squeezen
   (``layer1_0/downsample_0`` is ``layer1.0.downsample.0``); ``pixjax.models.convert``
   relies on that to map weights by name.
 * ``dtype`` sets the compute dtype (e.g. ``jnp.bfloat16``); parameters stay float32 and
-  the logits are returned as float32.
+  the logits are returned as float32. Checked on an H100 (jax 0.11.2) and on AVX2 CPUs
+  (jax 0.10.2). Known problem: on a CPU with AMX / AVX512-BF16 (Sapphire Rapids),
+  jax 0.11.2's CPU backend returned NaN logits for ResNet-18 in bfloat16 (jitted
+  ``apply``; the same model with ``capture_intermediates=True``, float32, and the GPU
+  were fine). ``tests/test_zoo.py::test_bfloat16_compute_agrees_on_top1`` catches it;
+  use float32 on such CPUs.
 
 ResNet here is torchvision's "v1.5": the stride of a bottleneck block sits on its 3x3
 convolution. ResNet-18 has 11,689,512 parameters, ResNet-50 25,557,032.
