@@ -51,3 +51,13 @@ def write_section(section: str, device: str, body: str) -> None:
     new = f"## {section}\n{sec_body}"
     text = sec_re.sub(lambda _: new, text) if m else text.rstrip("\n") + "\n\n" + new
     RESULTS.write_text(text.rstrip("\n") + "\n")
+
+
+def publish(section: str, body: str, write: bool) -> None:
+    """Prints ``body`` under this device's heading and, if ``write``, stores it in
+    RESULTS.md (:func:`write_section`)."""
+    dev = device_name()
+    print(f"\n### {dev}\n\n{body}")
+    if write:
+        write_section(section, dev, body)
+        print(f"\nwrote section '{section}' / '{dev}' of benchmarks/RESULTS.md")

@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks._common import device_name, write_section  # noqa: E402
+from benchmarks._common import publish  # noqa: E402
 from pixjax import checkpoints, data, models, sharding  # noqa: E402
 from pixjax.evaluation import make_sweeper, run_sweep  # noqa: E402
 from pixjax.perturb import PixelConfig, pixel_change  # noqa: E402
@@ -104,6 +104,30 @@ def per_call_work(n: int, n_cfg: int, batch: int, work: int, n_dev: int):
     chunk = max(1, min(n_cfg, work // b))
     n_chunks = -(-n_cfg // chunk)
     return b, -(-n_cfg // n_chunks)
+
+
+def sweep_runner(apply_fn, variables, images, grid, batch_size: int, config_chunk: int):
+    """The timed pixjax contender: ``sweep(imgs=images)`` runs ``run_sweep`` over
+    ``grid`` (key 0, no progress bar) and leaves its outputs in ``out["out"]``.
+    Returns ``(sweep, out)``."""
+    shape = tuple(images.shape[1:])
+    sweeper = make_sweeper(apply_fn, pixel_change(shape, max(c.num for c in grid)))
+    key = jax.random.key(0)
+    out: dict = {}
+
+    def sweep(imgs=images):
+        out["out"] = run_sweep(
+            sweeper,
+            variables,
+            imgs,
+            grid,
+            key,
+            batch_size=batch_size,
+            config_chunk=config_chunk,
+            progress=False,
+        )
+
+    return sweep, out
 
 
 def numpy_torch_sweep(model, torch, device, images_u8, grid, batch, seed=0):
@@ -207,21 +231,9 @@ def main() -> None:
     )
 
     # (a) the pixjax sweep
-    sweeper = make_sweeper(module.apply, pixel_change(shape, max(c.num for c in grid)))
-    key = jax.random.key(0)
-    sweep_out = {}
-
-    def sweep(imgs=images):
-        sweep_out["out"] = run_sweep(
-            sweeper,
-            variables,
-            imgs,
-            grid,
-            key,
-            batch_size=batch,
-            config_chunk=max(1, work // b_call),
-            progress=False,
-        )
+    sweep, sweep_out = sweep_runner(
+        module.apply, variables, images, grid, batch, max(1, work // b_call)
+    )
 
     # (b) the bare JAX forward pass, on the sweep's per-call batch (sharded likewise)
     fwd = jax.jit(module.apply)
@@ -396,11 +408,7 @@ def main() -> None:
             f"- check: {checks[0]} (same distribution, different random draws)",
         ]
     )
-    dev = device_name()
-    print(f"\n### {dev}\n\n{body}")
-    if write:
-        write_section(SECTION, dev, body)
-        print(f"\nwrote section '{SECTION}' / '{dev}' of benchmarks/RESULTS.md")
+    publish(SECTION, body, write)
 
 
 if __name__ == "__main__":

@@ -53,16 +53,16 @@ import numpy as np  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks._common import device_name, write_section  # noqa: E402
+from benchmarks._common import device_name, publish  # noqa: E402
 from benchmarks.bench_sweep import (  # noqa: E402
     EXP1_NUMS,
     interleaved_medians,
     per_call_work,
+    sweep_runner,
 )
 from pixjax import data, models, sharding  # noqa: E402
-from pixjax.evaluation import make_sweeper, run_sweep  # noqa: E402
 from pixjax.models import convert  # noqa: E402
-from pixjax.perturb import PixelConfig, pixel_change  # noqa: E402
+from pixjax.perturb import PixelConfig  # noqa: E402
 
 SECTION = "CNN zoo forward pass"
 SIZE = 224
@@ -278,21 +278,9 @@ def main() -> None:
     fwd_batch = b_call * chunk
     sweep_module = models.get_model(SWEEP_ARCH)
     sweep_vars = all_vars[SWEEP_ARCH]
-    sweeper = make_sweeper(sweep_module.apply, pixel_change(SHAPE, max(EXP1_NUMS)))
-    key = jax.random.key(0)
-    sweep_out = {}
-
-    def sweep(imgs=images_u8):
-        sweep_out["out"] = run_sweep(
-            sweeper,
-            sweep_vars,
-            imgs,
-            grid,
-            key,
-            batch_size=b_call,
-            config_chunk=max(1, work // b_call),
-            progress=False,
-        )
+    sweep, sweep_out = sweep_runner(
+        sweep_module.apply, sweep_vars, images_u8, grid, b_call, max(1, work // b_call)
+    )
 
     xs_host = np.resize(images_u8, (fwd_batch, *SHAPE)).astype(np.float32) / 255.0
     (xs,) = sharding.shard_batch(mesh, xs_host)
@@ -403,11 +391,7 @@ def main() -> None:
             f"0..255); flip rate {flip:.4f}",
         ]
     )
-    dev = device_name()
-    print(f"\n### {dev}\n\n{body}")
-    if write:
-        write_section(SECTION, dev, body)
-        print(f"\nwrote section '{SECTION}' / '{dev}' of benchmarks/RESULTS.md")
+    publish(SECTION, body, write)
 
 
 if __name__ == "__main__":
