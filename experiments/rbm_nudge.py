@@ -80,7 +80,49 @@ def validate(config: Config):
             stratified_kfold(train.labels, config.folds)
         except ValueError as e:
             raise common.ConfigError(str(e)) from None
+    for name in config.compare_checkpoints:
+        _compare_path(name, test.image_shape)
     return train, test
+
+
+def _compare_path(name: str, image_shape) -> pathlib.Path:
+    """The model directory of ``compare_checkpoints`` entry ``name``, checked."""
+    path = common.resolve_checkpoint(name)
+    shipped = sorted(p.name for p in common.SHIPPED_CHECKPOINTS.glob("*") if p.is_dir())
+    if path is None or not (path / checkpoints.METADATA).is_file():
+        raise common.ConfigError(
+            f"compare_checkpoints: {name!r} is not a shipped checkpoint ({shipped}) "
+            "or a model directory written by pixjax"
+        )
+    shape = tuple(checkpoints.read_metadata(path)["input_shape"])
+    if shape != tuple(image_shape):
+        raise common.ConfigError(
+            f"compare_checkpoints: {name!r} takes images of shape {shape}, the dataset "
+            f"has {tuple(image_shape)}"
+        )
+    return path
+
+
+def _classifier_scores(name, images, y, nudged, y_nudged, n_classes, names):
+    """Original and nudged scores of a trained classifier (``compare_checkpoints``)."""
+    module, variables, meta = checkpoints.load_model(
+        _compare_path(name, images.shape[1:])
+    )
+    apply = jax.jit(module.apply)
+
+    def predict(imgs, batch=1000):
+        return np.concatenate(
+            [
+                np.asarray(
+                    apply(variables, imgs[i : i + batch] / np.float32(255))
+                ).argmax(-1)
+                for i in range(0, len(imgs), batch)
+            ]
+        )
+
+    out = _scores(y, predict(images), y_nudged, predict(nudged), n_classes, names)
+    out["arch"] = meta["arch"]
+    return out
 
 
 def _flat(images: np.ndarray) -> np.ndarray:
@@ -231,8 +273,20 @@ def run(config: Config, workdir: pathlib.Path) -> dict[str, Any]:
 
         per_seed.append(_stage(workdir, f"seed-{seed}", one))
 
+    compared = {
+        name: _stage(
+            workdir,
+            "compare-" + "".join(c if c.isalnum() or c in "-_" else "_" for c in name),
+            lambda name=name: _classifier_scores(
+                name, test.images, yt, test_nudged, yn, n_classes, names
+            ),
+        )
+        for name in config.compare_checkpoints
+    }
+
     _nudged_figure(workdir, test.images, test_nudged)
     results = _summarize(config, hp, grid, raw_scores, per_seed, train, test, t0)
+    results["compared"] = common.to_jsonable(compared)
     common.write_text_atomic(workdir / "results.json", json.dumps(results, indent=1))
     common.write_text_atomic(workdir / "report.md", _report(results, config))
     s = results["summary"]
@@ -423,6 +477,21 @@ def _report(results, config: Config) -> str:
         + ", ".join(f"{d} {f(v)}%" for d, v in first["per_direction"].items()),
         "",
     ]
+    if results.get("compared"):
+        lines += [
+            "The same nudges on other trained classifiers (`compare_checkpoints`):",
+            "",
+            reporting.markdown_table(
+                ["checkpoint", "architecture", "original test %", "nudged test %"]
+                + [f"{d} %" for d in NUDGES],
+                [
+                    [name, r["arch"], f(r["accuracy"]), f(r["nudged_accuracy"])]
+                    + [f(r["per_direction"][d]) for d in NUDGES]
+                    for name, r in results["compared"].items()
+                ],
+            ),
+            "",
+        ]
     if "remedy" in s:
         lines += [
             f"The remedy closes {100 * s['remedy']['gap_closed']:.0f}% of the nudge gap.",

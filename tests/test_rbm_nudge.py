@@ -37,11 +37,20 @@ def test_smoke_run_resume_and_model(tmp_path, capsys):
     assert len(g["params"]) == 8 and g["compiled_calls"] == 2
     report = (wd / "report.md").read_text()
     assert "precision" in report and "Grid search" in report
+    # the shipped LeNet-5 on the same nudges: its own accuracy, recomputed here
+    cnn = res["compared"]["lenet5-mnist"]
+    assert cnn["arch"] == "lenet5" and "lenet5-mnist" in report
+    module, variables, _ = checkpoints.load_model(
+        checkpoints_dir() / "lenet5-mnist", arch="lenet5"
+    )
+    test = data.load("mnist-sample", "test", limit=200)
+    pred = np.asarray(module.apply(variables, test.images / np.float32(255))).argmax(-1)
+    assert cnn["accuracy"] == pytest.approx(np.mean(pred == test.labels), abs=1e-9)
+    assert 0.5 < cnn["nudged_accuracy"] <= 1
 
     # the saved model is the pipeline: its logits reproduce the reported accuracy
     module, variables, meta = checkpoints.load_model(wd / "model", arch="rbm_lr")
     assert meta["hyperparameters"]["n_components"] == 64
-    test = data.load("mnist-sample", "test", limit=200)
     logits = module.apply(variables, jnp.asarray(test.images, jnp.float32) / 255.0)
     acc = float(np.mean(np.asarray(logits).argmax(-1) == test.labels))
     assert acc == pytest.approx(seed0["accuracy"], abs=1e-9)
@@ -65,6 +74,7 @@ def test_smoke_run_resume_and_model(tmp_path, capsys):
         ("shift=28", "shift: expected 1..27"),
         ("seeds=", "seeds"),
         ("grid_cs=0", "C: expected a number > 0"),
+        ("compare_checkpoints=nope", "compare_checkpoints: 'nope' is not a shipped"),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, override, message):

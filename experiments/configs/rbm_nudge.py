@@ -13,7 +13,8 @@ raw-pixel logistic regression and the RBM (lr 0.01, 40 epochs, 200 components, b
 "nudged" test set (every test image shifted one pixel up, down, left and right with
 zero fill: 4x the test set, originals excluded), with scikit-learn-style
 classification reports; the remedy (training on the shifted copies too); a figure of
-the learned filters and of nudged digits. Expected (REFERENCE.md): RBM + LR about
+the learned filters and of nudged digits; the same nudges scored on other trained
+classifiers (``compare_checkpoints``, the shipped LeNet-5 by default). Expected (REFERENCE.md): RBM + LR about
 0.92-0.93 on the original test set and 0.85-0.88 nudged; raw-pixel LR about 0.89.
 """
 
@@ -51,6 +52,9 @@ class Config:
     folds: int = 3
     use_grid_best: bool = False  # True: train the pipeline with the grid's best point
     filters_shown: int = 64
+    # other trained classifiers scored on the same original and nudged test sets (shipped
+    # names such as "lenet5-mnist" or model directories of any registered architecture)
+    compare_checkpoints: tuple[str, ...] = ("lenet5-mnist",)
 
 
 def get_config(preset: str = "default") -> Config:
