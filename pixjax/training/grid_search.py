@@ -177,7 +177,8 @@ def grid_search_rbm_lr(
       batch_size: RBM batch size.
       num_classes: default ``max(y) + 1``.
       lr_max_iter: L-BFGS iterations of each logistic regression.
-      map_batch: models computed together under ``vmap``; the groups run one after
+      map_batch: along each axis of the models (folds, learning rates, snapshots,
+        C), how many are computed together under ``vmap``; the groups run one after
         the other (``jax.lax.map(..., batch_size=map_batch)``). Default: all of them
         at once on an accelerator, one at a time on the CPU, where XLA runs a
         ``vmap`` of small matmuls, and a batched ``while_loop`` that waits for its
