@@ -1,21 +1,48 @@
-"""Gradient attacks on logits functions (FGSM, iterative FGSM / PGD)."""
+"""Gradient attacks on logits functions (FGSM, iterative FGSM / PGD) and the losses
+they ascend (cross-entropy in log space, Carlini-Wagner margin, DLR)."""
 
 from pixjax.attacks.fgsm import (
     NORMS,
+    AttackResult,
     EpsSweep,
+    LossGradient,
+    VanishedGradientWarning,
     check_args,
+    check_attack,
     fgsm,
     fgsm_sweep,
     loss_gradient,
     pgd,
+    project,
+    warn_zero_gradient,
+)
+from pixjax.attacks.losses import (
+    LOSSES,
+    AttackLoss,
+    cross_entropy,
+    dlr,
+    get_loss,
+    margin,
 )
 
 __all__ = [
+    "LOSSES",
     "NORMS",
+    "AttackLoss",
+    "AttackResult",
     "EpsSweep",
+    "LossGradient",
+    "VanishedGradientWarning",
     "check_args",
+    "check_attack",
+    "cross_entropy",
+    "dlr",
     "fgsm",
     "fgsm_sweep",
+    "get_loss",
     "loss_gradient",
+    "margin",
     "pgd",
+    "project",
+    "warn_zero_gradient",
 ]

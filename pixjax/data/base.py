@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -80,17 +81,47 @@ def to_float(images: np.ndarray | jnp.ndarray) -> jnp.ndarray:
     return jnp.asarray(images, jnp.float32) / 255.0
 
 
+@jax.jit
+def _float_stats(x):
+    finite = jnp.isfinite(x)
+    return (
+        jnp.sum(~finite),
+        jnp.min(jnp.where(finite, x, jnp.inf)),
+        jnp.max(jnp.where(finite, x, -jnp.inf)),
+    )
+
+
 def check_float_images(images, argument: str = "images") -> None:
-    """Validates float images in ``[0, 1]`` with shape ``[N, H, W, C]`` (host-side)."""
-    arr = np.asarray(images)
-    if arr.ndim != 4:
-        raise ValueError(f"{argument}: expected shape [N, H, W, C], got {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.floating):
+    """Validates a batch of float images: ``[N, H, W, C]``, ``N >= 1``, a floating
+    dtype, and (unless ``images`` is traced inside ``jit``, where only the shape and
+    dtype are known) finite values in ``[0, 1]``. Works on numpy and jax arrays (one
+    reduction on the array's device).
+
+    Raises:
+      ValueError: naming ``argument``, the accepted values and, for 0..255 data, the
+        fix.
+    """
+    shape = np.shape(images)
+    if len(shape) != 4:
+        raise ValueError(f"{argument}: expected shape [N, H, W, C], got {shape}")
+    if shape[0] == 0:
+        raise ValueError(f"{argument}: expected a non-empty batch, got 0 images")
+    dtype = getattr(images, "dtype", None) or np.asarray(images).dtype
+    if not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(
-            f"{argument}: expected float32 values in [0, 1], got dtype {arr.dtype}"
+            f"{argument}: expected floating images in [0, 1], got dtype {dtype}; "
+            "divide uint8 images by 255"
         )
-    lo, hi = float(arr.min(initial=0.0)), float(arr.max(initial=0.0))
-    if lo < 0.0 or hi > 1.0:
+    if isinstance(images, jax.core.Tracer):
+        return
+    bad, lo, hi = (float(v) for v in _float_stats(jnp.asarray(images)))
+    if bad:
         raise ValueError(
-            f"{argument}: expected values in [0, 1], got range [{lo:.4g}, {hi:.4g}]"
+            f"{argument}: expected finite values in [0, 1], got {int(bad)} NaN or "
+            "infinite entries"
+        )
+    if lo < 0 or hi > 1:
+        hint = "; divide uint8 images by 255" if hi > 1 else ""
+        raise ValueError(
+            f"{argument}: expected values in [0, 1], got range [{lo:g}, {hi:g}]{hint}"
         )
