@@ -1,4 +1,9 @@
-"""Batched FGSM over a dataset (host-side driver around :mod:`pixjax.attacks`)."""
+"""Batched FGSM over a dataset (host-side driver around :mod:`pixjax.attacks`).
+
+Every input is checked here, before any work, with the same one-line errors as the
+library's attacks (the CLI turns them into exit status 2); images whose input gradient
+vanished are counted and warned about (:class:`pixjax.attacks.VanishedGradientWarning`).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pixjax.attacks import check_args, fgsm, fgsm_sweep
+from pixjax.attacks import check_args, fgsm, fgsm_sweep, warn_zero_gradient
+from pixjax.data import check_images
 
 
 class Adversarial(NamedTuple):
@@ -20,23 +26,65 @@ class Adversarial(NamedTuple):
       images: ``[N, H, W, C]`` uint8 adversarial images.
       pred: ``[N]`` predictions on them.
       clean_pred: ``[N]`` predictions on the clean images.
+      zero_gradient: ``[N]`` bool: the input gradient was exactly zero (not moved).
     """
 
     images: np.ndarray
     pred: np.ndarray
     clean_pred: np.ndarray
+    zero_gradient: np.ndarray
+
+
+def check_dataset_attack(
+    apply_fn: Any,
+    variables: Any,
+    images: np.ndarray,
+    labels: np.ndarray,
+    eps,
+    *,
+    norm: str,
+    loss: str,
+) -> None:
+    """uint8 ``[N, H, W, C]`` images (``N >= 1``), labels ``[N]`` inside the model's
+    classes, eps / norm / loss in range.
+
+    Raises:
+      ValueError: naming the argument and the accepted values.
+    """
+    check_images(images)
+    if len(images) == 0:
+        raise ValueError("images: expected a non-empty dataset, got 0 images")
+    out = jax.eval_shape(
+        functools.partial(apply_fn, variables),
+        jax.ShapeDtypeStruct((1, *images.shape[1:]), jnp.float32),
+    )
+    num_classes = int(out.shape[-1])
+    labels = np.asarray(labels)
+    if labels.shape != (len(images),):
+        raise ValueError(
+            f"labels: expected shape ({len(images)},) to match images, got "
+            f"{labels.shape}"
+        )
+    check_args(
+        eps,
+        norm,
+        labels=labels,
+        num_classes=num_classes,
+        loss=loss,
+        image_shape=images.shape[1:],
+    )
 
 
 @functools.lru_cache(maxsize=8)
-def _fgsm_step(apply_fn, eps: float, norm: str):
+def _fgsm_step(apply_fn, eps: float, norm: str, loss: str):
     @jax.jit
     def step(variables, x_u8, y):
         f = functools.partial(apply_fn, variables)
         x = x_u8.astype(jnp.float32) / 255.0
-        adv = fgsm(f, x, y, eps, norm=norm)
-        adv_u8 = jnp.round(adv * 255.0).astype(jnp.uint8)
+        res = fgsm(f, x, y, eps, norm=norm, loss=loss)
+        adv_u8 = jnp.round(res.images * 255.0).astype(jnp.uint8)
         pred = jnp.argmax(f(adv_u8.astype(jnp.float32) / 255.0), -1)
-        return adv_u8, pred, jnp.argmax(f(x), -1)
+        return adv_u8, pred, jnp.argmax(f(x), -1), res.zero_gradient
 
     return step
 
@@ -60,20 +108,26 @@ def fgsm_dataset(
     eps: float,
     *,
     norm: str = "linf",
+    loss: str = "cross_entropy",
     batch_size: int = 500,
 ) -> Adversarial:
-    """Untargeted FGSM on every image (uint8 in, uint8 out), in fixed-size batches."""
-    check_args(eps, norm)
-    step = _fgsm_step(apply_fn, float(eps), norm)
+    """Untargeted FGSM on every image (uint8 in, uint8 out), in fixed-size batches.
+
+    Raises:
+      ValueError: bad images, labels, eps, norm or loss (before any work).
+    """
+    check_dataset_attack(apply_fn, variables, images, labels, eps, norm=norm, loss=loss)
+    step = _fgsm_step(apply_fn, float(eps), norm, loss)
     n = images.shape[0]
     b = min(batch_size, n)
-    adv, pred, clean = [], [], []
+    parts: list[list[np.ndarray]] = [[], [], [], []]
     for s, e in _batches(n, b):
-        a, p, c = step(variables, _pad(images[s:e], b), _pad(labels[s:e], b))
-        adv.append(np.asarray(a)[: e - s])
-        pred.append(np.asarray(p)[: e - s])
-        clean.append(np.asarray(c)[: e - s])
-    return Adversarial(np.concatenate(adv), np.concatenate(pred), np.concatenate(clean))
+        out = step(variables, _pad(images[s:e], b), _pad(labels[s:e], b))
+        for acc, a in zip(parts, out, strict=True):
+            acc.append(np.asarray(a)[: e - s])
+    result = Adversarial(*(np.concatenate(p) for p in parts))
+    warn_zero_gradient(result.zero_gradient, f"FGSM (eps {eps:g}, {norm}, {loss})")
+    return result
 
 
 def eps_curve(
@@ -84,29 +138,43 @@ def eps_curve(
     eps: Sequence[float],
     *,
     norm: str = "linf",
+    loss: str = "cross_entropy",
     batch_size: int = 500,
-) -> dict[str, list[float]]:
+) -> dict[str, Any]:
     """Robust accuracy and attack success (among clean-correct images) per eps, with
-    one gradient per batch for all eps (:func:`pixjax.attacks.fgsm_sweep`)."""
+    one gradient per batch for all eps (:func:`pixjax.attacks.fgsm_sweep`), and the
+    number of images whose input gradient was exactly zero (``zero_gradient``).
+
+    Raises:
+      ValueError: bad images, labels, eps, norm or loss (before any work).
+    """
+    check_dataset_attack(apply_fn, variables, images, labels, eps, norm=norm, loss=loss)
     eps_arr = jnp.asarray(eps, jnp.float32)
 
     @jax.jit
     def step(variables, x_u8, y):
         f = functools.partial(apply_fn, variables)
-        out = fgsm_sweep(f, x_u8.astype(jnp.float32) / 255.0, y, eps_arr, norm=norm)
-        return out.pred, out.clean_pred
+        x = x_u8.astype(jnp.float32) / 255.0
+        out = fgsm_sweep(f, x, y, eps_arr, norm=norm, loss=loss)
+        return out.pred, out.clean_pred, out.zero_gradient
 
     n = images.shape[0]
     b = min(batch_size, n)
-    preds, cleans = [], []
+    preds, cleans, zeros = [], [], []
     for s, e in _batches(n, b):
-        p, c = step(variables, _pad(images[s:e], b), _pad(labels[s:e], b))
+        p, c, z = step(variables, _pad(images[s:e], b), _pad(labels[s:e], b))
         preds.append(np.asarray(p)[:, : e - s])
         cleans.append(np.asarray(c)[: e - s])
+        zeros.append(np.asarray(z)[: e - s])
     pred, clean = np.concatenate(preds, 1), np.concatenate(cleans)
+    zero = int(np.concatenate(zeros).sum())
+    warn_zero_gradient(zero, f"FGSM eps curve ({norm}, {loss})")
     ok = clean == labels
     return {
         "eps": [float(v) for v in eps],
+        "norm": norm,
+        "loss": loss,
+        "zero_gradient": zero,
         "robust_accuracy": [float(np.mean(p == labels)) for p in pred],
         "success_rate": [
             float(np.mean(p[ok] != labels[ok])) if ok.any() else float("nan")

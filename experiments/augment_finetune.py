@@ -23,7 +23,7 @@ import numpy as np
 import optax
 
 from experiments import common, reporting
-from experiments.adversarial import eps_curve, fgsm_dataset
+from experiments.adversarial import check_dataset_attack, eps_curve, fgsm_dataset
 from experiments.configs.augment_finetune import Config
 from experiments.fitting import fit
 from experiments.pixel_change import load_model
@@ -44,6 +44,7 @@ DESCRIPTION = (
     "fine-tune Model-N on small-distance samples (+ baselines); defence report"
 )
 BASELINES = ("noise", "shift", "repeat")
+EPS_CURVE = tuple(float(e) for e in np.linspace(0, 0.3, 7))
 OPTIMIZERS = ("adam", "sgd")
 
 
@@ -75,7 +76,7 @@ def validate(config: Config):
         raise common.ConfigError(f"max_shift: expected > 0, got {config.max_shift}")
     common.require_nonempty(config, "eval_nums", "eval_seeds")
     try:
-        check_args(config.eps, "linf")
+        check_args(config.eps, "linf", loss=config.loss)
     except ValueError as e:
         raise common.ConfigError(str(e)) from None
     train = data.load(config.dataset, config.train_split)
@@ -95,6 +96,16 @@ def validate(config: Config):
         )
         test = test._replace(
             labels=predict(module.apply, variables, test.images, bs)[0]
+        )
+    for eps in (config.eps, EPS_CURVE):
+        check_dataset_attack(
+            module.apply,
+            variables,
+            test.images,
+            test.labels,
+            eps,
+            norm="linf",
+            loss=config.loss,
         )
     shape = train.image_shape
     for n in config.nums:
@@ -230,6 +241,7 @@ def evaluate_models(config, module, trained, test):
         test.images,
         labels,
         config.eps,
+        loss=config.loss,
         batch_size=config.batch_size_eval,
     )
     transfer = (adv_orig.clean_pred == labels) & (adv_orig.pred != labels)
@@ -278,6 +290,7 @@ def evaluate_models(config, module, trained, test):
             test.images,
             labels,
             config.eps,
+            loss=config.loss,
             batch_size=config.batch_size_eval,
         )
         own_ok = adv_own.clean_pred == labels
@@ -290,7 +303,8 @@ def evaluate_models(config, module, trained, test):
             v,
             test.images,
             labels,
-            np.linspace(0, 0.3, 7).tolist(),
+            EPS_CURVE,
+            loss=config.loss,
             batch_size=config.batch_size_eval,
         )
         results[name] = {
@@ -306,6 +320,11 @@ def evaluate_models(config, module, trained, test):
             )
             if own_ok.any()
             else float("nan"),
+            # images whose input gradient was exactly zero (FGSM could not move
+            # them): white-box FGSM on the model itself, and among its correct images
+            "fgsm_zero_gradient": int(adv_own.zero_gradient.sum()),
+            "fgsm_zero_gradient_attacked": int((adv_own.zero_gradient & own_ok).sum()),
+            "fgsm_attacked": int(own_ok.sum()),
             "fgsm_eps_curve": curve,
         }
         k_max = len(grid) - 1  # seed 0, largest Num
@@ -351,6 +370,7 @@ def run(config: Config, workdir: pathlib.Path) -> dict[str, Any]:
             "pixel_index": r["pixel_index"],
             "fgsm_transfer_still_adversarial": r["fgsm_transfer_still_adversarial"],
             "fgsm_white_box_success": r["fgsm_white_box_success"],
+            "fgsm_zero_gradient": r["fgsm_zero_gradient"],
             "mcnemar_changed_p": r["mcnemar_vs_original"]["changed"]["p_value"],
         }
         rows.append(row)
@@ -481,7 +501,8 @@ def _report(out, config: Config, total_s: float) -> str:
         f"{config.learning_rate}, batch {config.batch_size} clean + {config.batch_size} "
         "augmented copies (every variant sees the same batches: equal budget)",
         f"- evaluated on {out['metadata']['dataset']}; pixel changes: values 0..255 "
-        f"anywhere, seeds {list(config.eval_seeds)}; FGSM L-inf eps {config.eps}, 8-bit",
+        f"anywhere, seeds {list(config.eval_seeds)}; FGSM L-inf eps {config.eps}, loss "
+        f"{config.loss}, 8-bit",
         *(
             [
                 "- labels: the original model's clean predictions "
@@ -518,15 +539,23 @@ def _report(out, config: Config, total_s: float) -> str:
         "",
         "still adversarial = FGSM examples crafted on the original (that fool it) which "
         "the model still misclassifies (transfer); white-box = FGSM crafted on the model "
-        "itself, success among its correctly classified images.",
+        "itself, success among its correctly classified images; zero gradient = "
+        "correctly classified images whose input gradient was exactly zero (white-box "
+        "FGSM could not move them: not evidence of robustness).",
         "",
         reporting.markdown_table(
-            ["model", "transfer: still adversarial %", "white-box success %"],
+            [
+                "model",
+                "transfer: still adversarial %",
+                "white-box success %",
+                "white-box zero gradient",
+            ],
             [
                 [
                     name,
                     f(r["fgsm_transfer_still_adversarial"]),
                     f(r["fgsm_white_box_success"]),
+                    f"{r['fgsm_zero_gradient_attacked']} of {r['fgsm_attacked']}",
                 ]
                 for name, r in res.items()
             ],

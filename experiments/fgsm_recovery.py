@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import common, reporting
-from experiments.adversarial import eps_curve, fgsm_dataset
+from experiments.adversarial import check_dataset_attack, eps_curve, fgsm_dataset
 from experiments.configs.fgsm_recovery import Config
 from experiments.pixel_change import load_model
 from pixjax import data
@@ -44,8 +44,8 @@ def build_grid(config: Config) -> tuple[list[PixelConfig], dict[str, list[int]]]
 
 def validate(config: Config):
     try:
-        check_args(config.eps, config.norm)
-        check_args(config.eps_curve or [0.0], config.norm)
+        check_args(config.eps, config.norm, loss=config.loss)
+        check_args(config.eps_curve or [0.0], config.norm, loss=config.loss)
     except ValueError as e:
         raise common.ConfigError(str(e)) from None
     common.require_nonempty(config, "nums", "seeds")
@@ -55,7 +55,21 @@ def validate(config: Config):
     module, variables, meta = load_model(config, dataset.image_shape)
     grid, series = build_grid(config)
     stack_configs(grid, dataset.image_shape, config.per_channel)
-    return module, variables, meta, dataset, grid, series
+    labels = dataset.labels
+    if labels is None or config.labels_from_model:
+        labels, _ = predict(module.apply, variables, dataset.images, config.batch_size)
+    labels = labels.astype(np.int32)
+    for eps in (config.eps, config.eps_curve or [0.0]):
+        check_dataset_attack(
+            module.apply,
+            variables,
+            dataset.images,
+            labels,
+            eps,
+            norm=config.norm,
+            loss=config.loss,
+        )
+    return module, variables, meta, dataset, labels, grid, series
 
 
 def recovery_rows(pred, labels, grid, series, seeds, num_classes):
@@ -97,11 +111,7 @@ def recovery_rows(pred, labels, grid, series, seeds, num_classes):
 
 def run(config: Config, workdir: pathlib.Path) -> dict[str, Any]:
     t0 = time.perf_counter()
-    module, variables, meta, ds, grid, series = validate(config)
-    labels = ds.labels
-    if labels is None or config.labels_from_model:
-        labels, _ = predict(module.apply, variables, ds.images, config.batch_size)
-    labels = labels.astype(np.int32)
+    module, variables, meta, ds, labels, grid, series = validate(config)
     workdir = common.prepare_workdir(workdir)
 
     adv = fgsm_dataset(
@@ -111,6 +121,7 @@ def run(config: Config, workdir: pathlib.Path) -> dict[str, Any]:
         labels,
         config.eps,
         norm=config.norm,
+        loss=config.loss,
         batch_size=config.batch_size,
     )
     correct = adv.clean_pred == labels
@@ -124,6 +135,7 @@ def run(config: Config, workdir: pathlib.Path) -> dict[str, Any]:
             labels,
             config.eps_curve,
             norm=config.norm,
+            loss=config.loss,
             batch_size=config.batch_size,
         )
         if config.eps_curve
@@ -159,7 +171,11 @@ def run(config: Config, workdir: pathlib.Path) -> dict[str, Any]:
         "fgsm": {
             "eps": config.eps,
             "norm": config.norm,
+            "loss": config.loss,
             "attacked": int(correct.sum()),
+            # images whose input gradient was exactly zero: FGSM could not move them
+            "zero_gradient": int(adv.zero_gradient.sum()),
+            "zero_gradient_attacked": int((adv.zero_gradient & correct).sum()),
             "successful": int(success.sum()),
             "success_rate": float(success.sum() / max(1, correct.sum())),
             "success_ci": list(wilson_interval(int(success.sum()), int(correct.sum()))),
@@ -283,9 +299,11 @@ def _report(results, rows, config: Config, ds, total_s) -> str:
         "",
         f"- command: `{results['metadata']['command']}`",
         f"- clean accuracy {f(results['clean_accuracy'])}%; FGSM ({config.norm}, eps "
-        f"{config.eps}, 8-bit images) turned {g['successful']} of {g['attacked']} "
-        f"correctly classified images adversarial ({f(g['success_rate'])}%, 95% CI "
-        f"[{f(g['success_ci'][0])}, {f(g['success_ci'][1])}])",
+        f"{config.eps}, loss {config.loss}, 8-bit images) turned {g['successful']} of "
+        f"{g['attacked']} correctly classified images adversarial "
+        f"({f(g['success_rate'])}%, 95% CI [{f(g['success_ci'][0])}, "
+        f"{f(g['success_ci'][1])}])",
+        reporting.zero_gradient_line(g["zero_gradient_attacked"], g["attacked"]),
         f"- seeds {list(config.seeds)}; whole run {total_s:.1f} s",
         "- cells: share of the adversarial examples back to the correct class, % "
         "(mean +- sd over seeds)",
@@ -327,6 +345,8 @@ def _report(results, rows, config: Config, ds, total_s) -> str:
         c = results["eps_curve"]
         lines += [
             "## FGSM vs eps",
+            "",
+            reporting.zero_gradient_line(c["zero_gradient"], len(ds.images)),
             "",
             reporting.markdown_table(
                 ["eps", "attack success %", "robust accuracy %"],

@@ -23,6 +23,19 @@ def fmt_pct(x: float, digits: int = 2) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.{digits}f}"
 
 
+def zero_gradient_line(count: int, total: int) -> str:
+    """The report line every attack result carries: how many images had an exactly
+    zero input gradient (the attack could not move them)."""
+    if count == 0:
+        return (
+            f"- input gradient exactly zero: 0 of {total} images (no vanished gradient)"
+        )
+    return (
+        f"- **input gradient exactly zero: {count} of {total} images**: the attack "
+        "could not move them, so their robustness is not evidence (try loss=margin)"
+    )
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(map(str, header)) + " |"]
     lines.append("|" + "|".join("---" for _ in header) + "|")

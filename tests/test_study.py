@@ -69,7 +69,13 @@ def test_fgsm_recovery_smoke(tmp_path):
         assert 0 <= r["recovered_mean"] <= 1
         assert r["recovered_mean"] + r["still_adversarial_mean"] == pytest.approx(1)
         assert len(r["per_class_recovered"]) == 10
+    # the log-space cross-entropy leaves no image without a gradient, and says so
+    assert g["loss"] == "cross_entropy" and g["zero_gradient"] == 0
     curve = res["eps_curve"]
+    assert curve["zero_gradient"] == 0
+    report = (wd / "report.md").read_text()
+    assert f"input gradient exactly zero: 0 of {g['attacked']} images" in report
+    assert "input gradient exactly zero: 0 of 120 images" in report
     assert curve["success_rate"][0] == 0.0
     assert curve["success_rate"][-1] > curve["success_rate"][1] > 0
     for f in (
@@ -88,6 +94,9 @@ def test_augment_finetune_smoke_and_report(tmp_path):
     res = json.loads((wd / "results.json").read_text())
     assert set(res["models"]) == {"original", "model-4", "repeat"}
     for r in res["models"].values():
+        assert (
+            r["fgsm_zero_gradient"] == 0 and r["fgsm_eps_curve"]["zero_gradient"] == 0
+        )
         assert 0 <= r["fgsm_transfer_still_adversarial"] <= 1
         assert set(r["pixel_changes"]) == {"1", "16"}
         assert set(r["mcnemar_vs_original"]) == {
@@ -102,6 +111,7 @@ def test_augment_finetune_smoke_and_report(tmp_path):
     assert meta["variant"] == "model-4" and meta["fine_tuned_from"] == "lenet5-mnist"
     report = (wd / "report.md").read_text()
     assert "Table 10" in report and "Table 11" in report and "McNemar" in report
+    assert "white-box zero gradient" in report
     # a second run reuses the finished models and gives the same numbers
     assert cli.main(["run", "augment-finetune", "--workdir", str(wd), *SMOKE]) == 0
     res2 = json.loads((wd / "results.json").read_text())
@@ -196,6 +206,8 @@ def other_arch_checkpoint(tmp_path_factory, lenet):
         ("fgsm-recovery", "norm=l1", "norm: expected one of"),
         ("fgsm-recovery", "nums=", "nums: expected at least one"),
         ("fgsm-recovery", "magnitudes=256", "magnitudes: expected values in (0, 255]"),
+        ("fgsm-recovery", "loss=hinge", "loss: expected one of"),
+        ("augment-finetune", "loss=hinge", "loss: expected one of"),
     ],
 )
 def test_bad_input_before_any_write(tmp_path, capsys, experiment, override, message):
@@ -221,3 +233,64 @@ def test_checkpoint_of_another_architecture(
     assert cli.main(args) == 2
     assert "holds a 'alexnet' model, but model='lenet5'" in capsys.readouterr().err
     assert not wd.exists()
+
+
+def test_l2_eps_beyond_the_image_cube(tmp_path, capsys):
+    wd = tmp_path / "never"
+    args = ["run", "fgsm-recovery", "--workdir", str(wd), *SMOKE, "norm=l2", "eps=29"]
+    assert cli.main(args) == 2
+    assert "eps: expected L2 lengths in [0, 28]" in capsys.readouterr().err
+    assert not wd.exists()
+
+
+@pytest.mark.parametrize("experiment", ["fgsm-recovery", "augment-finetune"])
+def test_labels_outside_the_models_classes(tmp_path, capsys, mnist_test, experiment):
+    """An IDX dataset with label 200 for a 10-class model: one line, exit 2, no
+    files (the attacks check labels against the model's logits before any work)."""
+    from test_data import _write_idx_split
+
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    x = mnist_test.images[::20, :, :, 0]
+    y = mnist_test.labels[::20].astype(np.uint8)
+    _write_idx_split(folder, "train", x, y)
+    y_bad = y.copy()
+    y_bad[7] = 200
+    _write_idx_split(folder, "t10k", x, y_bad)
+    wd = tmp_path / "never"
+    extra = (
+        ["train_images=50", "batch_size=10"] if experiment != "fgsm-recovery" else []
+    )
+    args = ["run", experiment, "--workdir", str(wd), *SMOKE, f"dataset=idx:{folder}"]
+    assert cli.main([*args, *extra]) == 2
+    err = capsys.readouterr().err
+    assert "labels: expected classes in 0..9 (the model's 10 logits)" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not wd.exists()
+
+
+def test_fgsm_dataset_counts_and_warns_zero_gradients(mnist_test):
+    """A model whose gradient is exactly zero on images with no pixel above 0.5: the
+    dataset driver and the eps curve count them and warn."""
+    from experiments.adversarial import eps_curve, fgsm_dataset
+    from pixjax.attacks import VanishedGradientWarning
+
+    def apply_fn(variables, images):
+        h = jax.nn.relu(images.reshape(images.shape[0], -1) - 0.5)
+        return h @ variables["w"]
+
+    v = {"w": jax.random.normal(jax.random.key(0), (784, 10))}
+    x = mnist_test.images[::100].copy()
+    y = mnist_test.labels[::100]
+    x[[1, 4]] = 100  # 100 / 255 < 0.5 everywhere
+    with pytest.warns(VanishedGradientWarning, match="2 of 20 images"):
+        adv = fgsm_dataset(apply_fn, v, x, y, 0.1, batch_size=8)
+    assert np.flatnonzero(adv.zero_gradient).tolist() == [1, 4]
+    np.testing.assert_array_equal(adv.images[[1, 4]], x[[1, 4]])
+    with pytest.warns(VanishedGradientWarning, match="2 images"):
+        curve = eps_curve(apply_fn, v, x, y, [0.0, 0.1], batch_size=8)
+    assert curve["zero_gradient"] == 2
+    with pytest.raises(ValueError, match="images: expected dtype uint8"):
+        fgsm_dataset(apply_fn, v, x.astype(np.float32), y, 0.1)
+    with pytest.raises(ValueError, match="images: expected a non-empty dataset"):
+        fgsm_dataset(apply_fn, v, x[:0], y[:0], 0.1)

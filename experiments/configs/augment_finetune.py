@@ -47,6 +47,7 @@ class Config:
     eval_nums: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
     eval_seeds: tuple[int, ...] = (0, 1, 2)
     eps: float = 0.1  # FGSM, L-inf, [0, 1] pixel space
+    loss: str = "cross_entropy"  # FGSM's loss: cross_entropy, margin or dlr
     eval_limit: int | None = None
     batch_size_eval: int = 500
     progress: bool = True

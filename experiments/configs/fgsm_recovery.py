@@ -4,7 +4,8 @@ Command::
 
     pixjax run fgsm-recovery --workdir runs/fgsm-recovery
 
-FGSM (L-inf, eps 0.1 in [0, 1] pixel space, images saved as 8-bit) on the bundled MNIST
+FGSM (L-inf, eps 0.1 in [0, 1] pixel space, cross-entropy computed in log space so it
+does not vanish on images the model is sure of, images saved as 8-bit) on the bundled MNIST
 test split with the shipped LeNet-5; the successful adversarial examples are then changed
 at random (Num in 1..64 with values 0..255, and +- R magnitudes at every Num) and the
 share that returns to the correct class is reported with 95% Wilson intervals, per class,
@@ -29,6 +30,9 @@ class Config:
     labels_from_model: bool = False
     eps: float = 0.1
     norm: str = "linf"
+    # the attack's loss: cross_entropy (log space, exact when p_y rounds to 1), margin
+    # (Carlini-Wagner; invariant to scaling the logits) or dlr (Croce & Hein)
+    loss: str = "cross_entropy"
     eps_curve: tuple[float, ...] = (
         0.0,
         0.02,
