@@ -58,20 +58,14 @@ def check_dataset_attack(
         functools.partial(apply_fn, variables),
         jax.ShapeDtypeStruct((1, *images.shape[1:]), jnp.float32),
     )
-    num_classes = int(out.shape[-1])
-    labels = np.asarray(labels)
-    if labels.shape != (len(images),):
-        raise ValueError(
-            f"labels: expected shape ({len(images)},) to match images, got "
-            f"{labels.shape}"
-        )
     check_args(
         eps,
         norm,
-        labels=labels,
-        num_classes=num_classes,
+        labels=None if labels is None else np.asarray(labels),
+        num_classes=int(out.shape[-1]),
         loss=loss,
         image_shape=images.shape[1:],
+        num_images=len(images),
     )
 
 

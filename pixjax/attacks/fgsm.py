@@ -95,6 +95,7 @@ def check_args(
     step_size=None,
     steps=None,
     image_shape: Sequence[int] | None = None,
+    num_images: int | None = None,
 ) -> None:
     """Host-side checks of attack arguments (traced values are skipped).
 
@@ -109,6 +110,7 @@ def check_args(
       step_size, steps: PGD's step (``(0, 1]`` L-inf, ``(0, sqrt(H W C)]`` L2) and a
         positive integer number of steps; ``None`` skips them.
       image_shape: ``(H, W, C)``, for the L2 ranges.
+      num_images: ``N``; labels must then have shape ``(N,)``.
 
     Raises:
       ValueError: naming the argument and the accepted values.
@@ -140,6 +142,11 @@ def check_args(
         isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1
     ):
         raise ValueError(f"steps: expected a positive integer, got {steps!r}")
+    if num_images is not None and (labels is None or np.shape(labels) != (num_images,)):
+        raise ValueError(
+            f"labels: expected shape ({num_images},) to match images, got "
+            f"{None if labels is None else np.shape(labels)}"
+        )
     if targeted and targets is None:
         raise ValueError("targets: a targeted attack needs target classes, got None")
     if not targeted and targets is not None:
@@ -193,11 +200,6 @@ def check_attack(
     """
     check_float_images(images)
     n = images.shape[0]
-    if labels is None or np.shape(labels) != (n,):
-        raise ValueError(
-            f"labels: expected shape ({n},) to match images, got "
-            f"{None if labels is None else np.shape(labels)}"
-        )
     if num_classes is None:
         out = jax.eval_shape(logits_fn, images)
         if len(out.shape) != 2 or out.shape[0] != n:
@@ -216,6 +218,7 @@ def check_attack(
         step_size=step_size,
         steps=steps,
         image_shape=images.shape[1:],
+        num_images=n,
     )
     return num_classes
 
