@@ -12,8 +12,6 @@ continues from its last epoch, and the parameters equal those of an uninterrupte
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import pathlib
 import time
 from typing import Any
@@ -160,20 +158,6 @@ def variants(config: Config, shape) -> list[tuple[str, Any]]:
         else:
             out.append(("repeat", identity()))
     return out
-
-
-def check_workdir_config(workdir: pathlib.Path, config: Config) -> None:
-    path = workdir / "config.json"
-    cfg = json.loads(json.dumps(dataclasses.asdict(config)))
-    if path.exists():
-        previous = json.loads(path.read_text())
-        if previous != cfg:
-            raise common.ConfigError(
-                f"workdir: {str(workdir)!r} holds a run with another configuration; "
-                "use a new workdir"
-            )
-    else:
-        common.write_json_atomic(path, cfg)
 
 
 def train_variants(config, module, variables, meta, train, workdir):
@@ -342,11 +326,14 @@ def evaluate_models(config, module, trained, test):
     return results, adv_orig, transfer
 
 
-def run(config: Config, workdir: pathlib.Path) -> dict[str, Any]:
+def run(
+    config: Config, workdir: pathlib.Path, *, overwrite: bool = False
+) -> dict[str, Any]:
     t0 = time.perf_counter()
     module, variables, meta, train, test = validate(config)
-    workdir = common.prepare_workdir(workdir)
-    check_workdir_config(workdir, config)
+    workdir = common.prepare_workdir(
+        workdir, config, experiment="augment-finetune", overwrite=overwrite
+    )
     trained = train_variants(config, module, variables, meta, train, workdir)
     results, adv_orig, transfer = evaluate_models(config, module, trained, test)
     verdict = _verdict(results, config)

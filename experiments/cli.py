@@ -50,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--show-config", action="store_true", help="print the config and exit"
     )
+    r.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the run already in --workdir (another configuration) and start "
+        "afresh; without it a workdir resumes its own run and refuses any other",
+    )
     c = sub.add_parser(
         "convert",
         help="convert torchvision weights (.pth state dict) to a model directory",
@@ -92,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             out = convert.convert_file(
                 args.arch, args.weights, args.out_dir, num_classes=args.num_classes
             )
-        except (ValueError, FileNotFoundError) as e:
+        except (ValueError, OSError) as e:
             print(f"pixjax: error: {e}", file=sys.stderr)
             return 2
         print(f"wrote {out}")
@@ -107,13 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     common.COMMAND[:] = ["pixjax", *(sys.argv[1:] if argv is None else argv)]
 
     try:
+        if not args.workdir.strip():
+            raise ValueError("workdir: expected a directory path, got ''")
         module, configs = get_experiment(args.experiment)
         config = common.apply_overrides(configs.get_config(args.preset), args.overrides)
         if args.show_config:
             print(config)
             return 0
-        module.run(config, pathlib.Path(args.workdir))
-    except (ValueError, FileNotFoundError) as e:
+        module.run(config, pathlib.Path(args.workdir), overwrite=args.overwrite)
+    except (ValueError, OSError) as e:
         print(f"pixjax: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -17,7 +17,7 @@ import types
 import typing
 from typing import Any
 
-from pixjax.checkpoints import _json_default, write_json_atomic
+from pixjax.checkpoints import _json_default, atomic_write, write_json_atomic
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHIPPED_CHECKPOINTS = REPO_ROOT / "checkpoints"
@@ -129,11 +129,126 @@ def apply_overrides(config: Any, overrides: list[str]) -> Any:
     return dataclasses.replace(config, **changes)
 
 
-def prepare_workdir(workdir: str | os.PathLike) -> pathlib.Path:
+# Fields that change only how a run looks while it runs, not what it computes.
+RUN_NEUTRAL_FIELDS = ("progress",)
+CONFIG_FILE = "config.json"
+LOCK_FILE = ".pixjax.lock"
+_HELD_LOCKS: dict[pathlib.Path, int] = {}  # workdir -> open fd, held until exit
+
+
+def _lock_workdir(path: pathlib.Path) -> None:
+    """Takes an exclusive ``flock`` on ``path/.pixjax.lock`` for the life of this
+    process (the kernel drops it when the process dies, so a killed run never blocks
+    a rerun).
+
+    Raises:
+      ConfigError: another process holds it (named by its pid and command).
+    """
+    import fcntl
+
+    if path in _HELD_LOCKS:
+        return
+    lock = path / LOCK_FILE
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        with os.fdopen(fd) as f:
+            holder = f.read().strip() or "unknown"
+        raise ConfigError(
+            f"workdir: {str(path)!r} is in use by another pixjax run ({holder}); wait "
+            "for it to finish or use another workdir"
+        ) from None
+    os.ftruncate(fd, 0)
+    argv = " ".join(COMMAND or sys.argv)
+    os.write(fd, f"pid {os.getpid()}: {argv}\n".encode())
+    _HELD_LOCKS[path] = fd
+
+
+def _claim(path: pathlib.Path, experiment: str, config: Any, overwrite: bool) -> None:
+    """Records ``experiment`` and ``config`` in ``config.json``; a rerun must match
+    (``RUN_NEUTRAL_FIELDS`` aside) unless ``overwrite``, which first removes every file
+    of the old run."""
+    cfg = json.loads(json.dumps(dataclasses.asdict(config), default=_default))
+    record = {"experiment": experiment, "config": cfg}
+    file = path / CONFIG_FILE
+    if file.exists() and not overwrite:
+        try:
+            previous = json.loads(file.read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(
+                f"workdir: {str(file)!r} is unreadable ({e}); use another workdir or "
+                "--overwrite"
+            ) from None
+        if "experiment" not in previous:  # written before the record had one
+            previous = {"experiment": experiment, "config": previous}
+        old_cfg = previous.get("config", {})
+        diff = sorted(
+            k
+            for k in set(cfg) | set(old_cfg)
+            if k not in RUN_NEUTRAL_FIELDS and cfg.get(k) != old_cfg.get(k)
+        )
+        if previous.get("experiment") != experiment or diff:
+            what = (
+                f"a {previous.get('experiment')!r} run"
+                if previous.get("experiment") != experiment
+                else "a run with another configuration (differs in: "
+                + ", ".join(f"{k}={old_cfg.get(k)!r}" for k in diff)
+                + ")"
+            )
+            raise ConfigError(
+                f"workdir: {str(path)!r} holds {what}; rerun with the same settings to "
+                "resume, use a new workdir, or pass --overwrite to delete it"
+            )
+        return
+    if overwrite:
+        import shutil
+
+        for entry in path.iterdir():
+            if entry.name == LOCK_FILE:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    write_json_atomic(file, record)
+
+
+def prepare_workdir(
+    workdir: str | os.PathLike,
+    config: Any = None,
+    *,
+    experiment: str | None = None,
+    overwrite: bool = False,
+) -> pathlib.Path:
+    """Creates (or reopens) a run directory, before any long work.
+
+    Checks that it is a writable directory, locks it for this process, and with
+    ``config`` makes it the run's own: the first run records ``experiment`` and
+    ``config`` in ``config.json``; a rerun must match it (it then resumes and replaces
+    the outputs), a different one is refused; ``overwrite`` deletes the old run first.
+
+    Raises:
+      ConfigError: an empty path, a file, an unwritable place, a workdir in use by
+        another process, or one holding another run.
+    """
+    if not str(workdir).strip():
+        raise ConfigError("workdir: expected a directory path, got ''")
     path = pathlib.Path(workdir).expanduser().absolute()
     if path.exists() and not path.is_dir():
         raise ConfigError(f"workdir: {str(path)!r} exists and is not a directory")
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(
+            f"workdir: {str(path)!r} is not a writable directory ({e.strerror or e})"
+        ) from None
+    _lock_workdir(path)
+    if config is not None:
+        _claim(path, experiment or type(config).__module__, config, overwrite)
     return path
 
 
@@ -156,9 +271,7 @@ def run_metadata(config: Any, **extra: Any) -> dict[str, Any]:
 
 
 def write_text_atomic(path: pathlib.Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(text))
 
 
 def write_csv_atomic(path: pathlib.Path, rows: list[dict[str, Any]]) -> None:
@@ -176,13 +289,17 @@ def write_csv_atomic(path: pathlib.Path, rows: list[dict[str, Any]]) -> None:
 
 
 def save_figure_atomic(fig: Any, path: pathlib.Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    os.replace(tmp, path)
+    fmt = path.suffix.lstrip(".") or "png"
+    atomic_write(
+        path,
+        lambda f: fig.savefig(f, format=fmt, dpi=120, bbox_inches="tight"),
+        binary=True,
+    )
 
 
 def to_jsonable(obj: Any) -> Any:
-    """A JSON round trip (numpy scalars / arrays and paths become plain values)."""
+    """A JSON round trip (numpy scalars / arrays and paths become plain values;
+    non-finite numbers stay floats here and become ``null`` when written)."""
     return json.loads(json.dumps(obj, default=_default))
 
 

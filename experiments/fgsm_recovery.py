@@ -109,10 +109,14 @@ def recovery_rows(pred, labels, grid, series, seeds, num_classes):
     return out
 
 
-def run(config: Config, workdir: pathlib.Path) -> dict[str, Any]:
+def run(
+    config: Config, workdir: pathlib.Path, *, overwrite: bool = False
+) -> dict[str, Any]:
     t0 = time.perf_counter()
     module, variables, meta, ds, labels, grid, series = validate(config)
-    workdir = common.prepare_workdir(workdir)
+    workdir = common.prepare_workdir(
+        workdir, config, experiment="fgsm-recovery", overwrite=overwrite
+    )
 
     adv = fgsm_dataset(
         module.apply,

@@ -1,7 +1,8 @@
 """The resumable epoch loop shared by the training experiments.
 
-One orbax CheckpointManager per run directory saves the train state after every
-epoch; a rerun restores the latest one and continues. Batch order is
+One orbax CheckpointManager per run directory saves the train state and the loss
+history after every epoch (one step, so they cannot disagree); a rerun restores the
+latest one and continues, and its history equals an uninterrupted run's. Batch order is
 ``fold_in(order_key, epoch)`` and augmentation ``fold_in(aug_key, step)``, so the
 result equals an uninterrupted run exactly.
 """
@@ -36,23 +37,27 @@ def fit(
     """Trains for ``epochs`` epochs, resuming from ``run_dir/checkpoints`` if present.
 
     Returns:
-      The final state and the per-epoch history of this invocation.
+      The final state and the per-epoch history of the whole run (restored epochs
+      included): ``[{"epoch": e, "loss": mean training loss}]``.
     """
     order_key, aug_key = jax.random.split(key)
     manager = checkpoints.run_manager(run_dir)
     start = 0
+    history: list[dict[str, Any]] = []
     latest = manager.latest_step()
     if latest is not None:
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
-        restored = manager.restore(
-            latest, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
-        )
+        items = manager.item_metadata(latest)
+        args = {"state": ocp.args.StandardRestore(abstract)}
+        if "history" in (items.keys() if items is not None else ()):
+            args["history"] = ocp.args.JsonRestore()
+        restored = manager.restore(latest, args=ocp.args.Composite(**args))
         state, start = restored["state"], latest
+        history = list(restored.get("history") or [])  # none in pre-0.1 checkpoints
         print(f"{desc}: resuming from epoch {latest}")
     step = make_train_step(augment, paired=paired)
     from tqdm.auto import tqdm
 
-    history = []
     for epoch in range(start, epochs):
         batches = epoch_batches(
             jax.random.fold_in(order_key, epoch), len(images), batch_size
@@ -70,7 +75,11 @@ def fit(
         loss = float(np.mean(jax.device_get(losses)))
         history.append({"epoch": epoch + 1, "loss": loss})
         manager.save(
-            epoch + 1, args=ocp.args.Composite(state=ocp.args.StandardSave(state))
+            epoch + 1,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state),
+                history=ocp.args.JsonSave(history),
+            ),
         )
         if progress:
             print(f"{desc} {epoch + 1}: loss {loss:.4f}")

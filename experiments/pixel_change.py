@@ -173,7 +173,9 @@ def aggregate(
     return out
 
 
-def run(config: Config, workdir: pathlib.Path) -> dict[str, Any]:
+def run(
+    config: Config, workdir: pathlib.Path, *, overwrite: bool = False
+) -> dict[str, Any]:
     t0 = time.perf_counter()
     setup = validate(config)
     ds = setup.dataset
@@ -183,7 +185,9 @@ def run(config: Config, workdir: pathlib.Path) -> dict[str, Any]:
     if labels is None or config.labels_from_model:
         labels, _ = predict(apply_fn, setup.variables, ds.images, config.batch_size)
         labels = labels.astype(np.int32)
-    workdir = common.prepare_workdir(workdir)
+    workdir = common.prepare_workdir(
+        workdir, config, experiment="pixel-change", overwrite=overwrite
+    )
 
     # One compiled sweep over the whole grid x seeds.
     max_num = max(c.num for c in setup.grid)

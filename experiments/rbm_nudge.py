@@ -179,10 +179,14 @@ def _scores(y, pred_orig, y_nudged, pred_nudged, n_classes, names):
     }
 
 
-def run(config: Config, workdir: pathlib.Path) -> dict[str, Any]:
+def run(
+    config: Config, workdir: pathlib.Path, *, overwrite: bool = False
+) -> dict[str, Any]:
     t0 = time.perf_counter()
     train, test = validate(config)
-    workdir = common.prepare_workdir(workdir)
+    workdir = common.prepare_workdir(
+        workdir, config, experiment="rbm-nudge", overwrite=overwrite
+    )
     n_classes = max(int(train.labels.max()) + 1, len(train.class_names))
     names = [str(c) for c in (train.class_names or range(n_classes))][:n_classes]
     x, y = _flat(train.images), train.labels.astype(np.int32)

@@ -9,7 +9,6 @@ the same parameters as an uninterrupted run.
 
 from __future__ import annotations
 
-import dataclasses
 import pathlib
 from typing import Any
 
@@ -60,22 +59,13 @@ def validate(config: Config) -> tuple[data.Dataset, data.Dataset]:
     return train, test
 
 
-def run(config: Config, workdir: pathlib.Path) -> dict[str, Any]:
+def run(
+    config: Config, workdir: pathlib.Path, *, overwrite: bool = False
+) -> dict[str, Any]:
     train, test = validate(config)
-    workdir = common.prepare_workdir(workdir)
-    cfg_path = workdir / "config.json"
-    cfg_dict = dataclasses.asdict(config)
-    if cfg_path.exists():
-        import json
-
-        previous = json.loads(cfg_path.read_text())
-        if previous != cfg_dict:
-            raise common.ConfigError(
-                f"workdir: {str(workdir)!r} holds a run with another configuration "
-                f"({previous}); use a new workdir"
-            )
-    else:
-        common.write_json_atomic(cfg_path, cfg_dict)
+    workdir = common.prepare_workdir(
+        workdir, config, experiment="train", overwrite=overwrite
+    )
 
     num_classes = max(train.num_classes, test.num_classes)
     model_kwargs = {"num_classes": num_classes}

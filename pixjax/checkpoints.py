@@ -19,6 +19,7 @@ import json
 import os
 import pathlib
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -31,20 +32,59 @@ METADATA = "metadata.json"
 VARIABLES = "variables"
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Writes JSON to ``path`` via a temporary file and an atomic rename."""
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(
+    path: str | os.PathLike, write: Callable[[Any], None], binary: bool = False
+) -> None:
+    """Writes ``path`` through ``write(file)`` into a temporary file beside it, then
+    renames it into place: readers see the old file or the new one, never a part.
+    The file gets the mode a plain ``open`` would (``0666`` less the umask), not
+    ``mkstemp``'s ``0600``."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False, default=_json_default)
-            f.write("\n")
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def strict_json(obj: Any) -> Any:
+    """``obj`` with numpy values made plain and non-finite floats made ``None``, so
+    that it is strict JSON (``NaN`` / ``Infinity`` are not JSON: they are written as
+    ``null``)."""
+    if isinstance(obj, dict):
+        return {str(k): strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [strict_json(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return strict_json(obj.tolist())
+    if isinstance(obj, bool | np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        return float(obj) if np.isfinite(obj) else None
+    return obj
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Writes ``obj`` as strict JSON (non-finite numbers as ``null``) to ``path``
+    atomically (:func:`atomic_write`)."""
+    text = json.dumps(
+        strict_json(obj), indent=2, default=_json_default, allow_nan=False
+    )
+    atomic_write(path, lambda f: f.write(text + "\n"))
 
 
 def _json_default(o: Any) -> Any:
@@ -54,6 +94,8 @@ def _json_default(o: Any) -> Any:
         return float(o)
     if isinstance(o, np.ndarray):
         return o.tolist()
+    if isinstance(o, os.PathLike):
+        return os.fspath(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 

@@ -202,7 +202,10 @@ def test_train_smoke_writes_a_loadable_model(tmp_path):
     assert on_disk == meta
     assert 0 <= meta["test_accuracy"] <= 1
     assert meta["input_shape"] == [28, 28, 1] and module.num_classes == 10
-    assert meta["config"] == json.loads((wd / "config.json").read_text())
+    assert json.loads((wd / "config.json").read_text()) == {
+        "experiment": "train",
+        "config": meta["config"],
+    }
     assert meta["config"]["epochs"] == train_configs.get_config("smoke").epochs
     assert meta["command"].startswith("pixjax run train --workdir")
     results = json.loads((wd / "results.json").read_text())

@@ -242,8 +242,18 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, capsys):
     _assert_trees_equal(va, vb)
     assert ma["test_accuracy"] == mb["test_accuracy"]
     assert ma["config"] == mb["config"] and ma["config"]["epochs"] == EPOCHS
+    # the loss history survives the kill: equal to the uninterrupted run's
     history = json.loads((b / "results.json").read_text())["history"]
-    assert [h["epoch"] for h in history] == list(range(killed_at + 1, EPOCHS + 1))
+    history_a = json.loads((a / "results.json").read_text())["history"]
+    assert history == history_a and [h["epoch"] for h in history] == list(
+        range(1, EPOCHS + 1)
+    )
+    # a rerun of the finished run keeps it too
+    again = subprocess.run(
+        [*_pixjax(), *_args(b)], capture_output=True, timeout=240, **run
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((b / "results.json").read_text())["history"] == history_a
 
     # The finished workdir with another configuration: refused before any write.
     config_before = (b / "config.json").read_text()

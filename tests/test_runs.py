@@ -1,0 +1,138 @@
+"""Run directories that never lose or mix results: one configuration per workdir
+(resume or refuse; --overwrite starts afresh), a lock against concurrent runs that a
+killed run does not leave behind, writability checked before any work, files with the
+umask's mode, strict JSON."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from experiments import cli, common
+from pixjax.checkpoints import write_json_atomic
+
+SMOKE = ["--preset", "smoke"]
+
+
+def _run(experiment, workdir, *extra):
+    return cli.main(["run", experiment, "--workdir", str(workdir), *SMOKE, *extra])
+
+
+def test_rbm_nudge_rerun_with_another_config_is_refused(tmp_path, capsys):
+    """The stale-stages fault: the second run used to report the first run's numbers
+    under the new settings."""
+    wd = tmp_path / "rbm"
+    assert _run("rbm-nudge", wd) == 0
+    before = {p: p.read_bytes() for p in wd.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert _run("rbm-nudge", wd, "n_components=32", "shift=2") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "holds a run with another configuration (differs in: " in err
+    assert "n_components=" in err and "shift=1" in err and "--overwrite" in err
+    after = {p: p.read_bytes() for p in wd.rglob("*") if p.is_file()}
+    assert after == before  # nothing touched
+    # a run of another experiment in the same workdir: refused too
+    assert _run("pixel-change", wd) == 2
+    assert "holds a 'rbm-nudge' run" in capsys.readouterr().err
+    # the same settings resume (every stage reused) and give the same numbers
+    res = json.loads((wd / "results.json").read_text())
+    assert _run("rbm-nudge", wd) == 0
+    res2 = json.loads((wd / "results.json").read_text())
+    assert res2["seeds"] == res["seeds"] and res2["summary"] == res["summary"]
+
+
+def test_overwrite_starts_afresh_without_the_old_files(tmp_path):
+    wd = tmp_path / "pc"
+    assert _run("pixel-change", wd, "experiments=1,2") == 0
+    assert (wd / "exp2.png").exists()
+    (wd / "notes-of-the-old-run.txt").write_text("old")
+    # progress is not part of what a run computes: a rerun with it changed resumes
+    assert _run("pixel-change", wd, "experiments=1,2", "progress=true") == 0
+    assert _run("pixel-change", wd, "experiments=1") == 2
+    assert _run("pixel-change", wd, "experiments=1", "--overwrite") == 0
+    assert not (wd / "exp2.png").exists()
+    assert not (wd / "notes-of-the-old-run.txt").exists()
+    record = json.loads((wd / "config.json").read_text())
+    assert record["experiment"] == "pixel-change"
+    assert record["config"]["experiments"] == [1]
+    res = json.loads((wd / "results.json").read_text())
+    assert res["metadata"]["config"]["experiments"] == [1]
+
+
+def test_a_locked_workdir_is_refused_and_a_killed_holder_does_not_block(
+    tmp_path, capsys
+):
+    wd = tmp_path / "locked"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from experiments import common; "
+            "common.prepare_workdir(sys.argv[1]); print('locked', flush=True); "
+            "time.sleep(120)",
+            str(wd),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert _run("pixel-change", wd) == 2
+        err = capsys.readouterr().err
+        assert f"is in use by another pixjax run (pid {holder.pid}" in err
+        assert len(err.strip().splitlines()) == 1
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=30)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+    t = time.monotonic()
+    common.prepare_workdir(wd)  # the kernel dropped the dead process's lock
+    assert time.monotonic() - t < 5
+
+
+@pytest.mark.parametrize(
+    "workdir, message",
+    [
+        ("", "workdir: expected a directory path, got ''"),
+        ("{file}/sub", "is not a writable directory"),
+        ("{file}", "exists and is not a directory"),
+    ],
+)
+def test_unusable_workdir_is_one_line_before_any_work(
+    tmp_path, capsys, workdir, message
+):
+    f = tmp_path / "a-file"
+    f.write_text("x")
+    assert _run("pixel-change", workdir.format(file=f)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+
+
+def test_files_honour_the_umask_and_json_is_strict(tmp_path):
+    old = os.umask(0o022)
+    try:
+        wd = tmp_path / "pc"
+        assert _run("pixel-change", wd, "experiments=1") == 0
+        for name in ("results.json", "config.json", "report.md", "exp1.png"):
+            assert (wd / name).stat().st_mode & 0o777 == 0o644, name
+        write_json_atomic(tmp_path / "x.json", {"a": float("nan"), "b": [1.0, -1e999]})
+        assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)
+
+    def no_constants(token):
+        raise AssertionError(f"not strict JSON: {token}")
+
+    text = (tmp_path / "x.json").read_text()
+    assert json.loads(text, parse_constant=no_constants) == {
+        "a": None,
+        "b": [1.0, None],
+    }
+    json.loads((wd / "results.json").read_text(), parse_constant=no_constants)
