@@ -17,6 +17,7 @@ import numpy as np
 
 from pixjax.attacks import check_args, fgsm, fgsm_sweep, warn_zero_gradient
 from pixjax.data import check_images
+from pixjax.models import num_logits
 
 
 class Adversarial(NamedTuple):
@@ -54,15 +55,11 @@ def check_dataset_attack(
     check_images(images)
     if len(images) == 0:
         raise ValueError("images: expected a non-empty dataset, got 0 images")
-    out = jax.eval_shape(
-        functools.partial(apply_fn, variables),
-        jax.ShapeDtypeStruct((1, *images.shape[1:]), jnp.float32),
-    )
     check_args(
         eps,
         norm,
         labels=None if labels is None else np.asarray(labels),
-        num_classes=int(out.shape[-1]),
+        num_classes=num_logits(apply_fn, variables, images.shape[1:]),
         loss=loss,
         image_shape=images.shape[1:],
         num_images=len(images),

@@ -117,6 +117,12 @@ def validate(config: Config) -> Setup:
     models.get_model(config.model)
     dataset = data.load(config.dataset, config.split, limit=config.limit)
     module, variables, meta = load_model(config, dataset.image_shape)
+    if dataset.labels is not None and not config.labels_from_model:
+        data.check_labels(
+            dataset.labels,
+            models.num_logits(module.apply, variables, dataset.image_shape),
+            argument=f"labels of {dataset.name}",
+        )
     h, w, c = dataset.image_shape
     units = h * w * (c if config.per_channel else 1)
     for n in config.nums:

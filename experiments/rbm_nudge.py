@@ -20,7 +20,7 @@ import numpy as np
 
 from experiments import common, reporting
 from experiments.configs.rbm_nudge import Config
-from pixjax import checkpoints, data
+from pixjax import checkpoints, data, models
 from pixjax.evaluation import classification_report, format_classification_report
 from pixjax.models import rbm
 from pixjax.perturb import NUDGES, nudge
@@ -80,8 +80,22 @@ def validate(config: Config):
             stratified_kfold(train.labels, config.folds)
         except ValueError as e:
             raise common.ConfigError(str(e)) from None
+    n_classes = max(int(train.labels.max()) + 1, len(train.class_names))
+    data.check_labels(
+        test.labels,
+        n_classes,
+        argument=f"labels of {test.name}",
+        classes_from="the {n} classes of the training labels",
+    )
     for name in config.compare_checkpoints:
-        _compare_path(name, test.image_shape)
+        path = _compare_path(name, test.image_shape)
+        module, variables, _ = checkpoints.load_model(path)
+        data.check_labels(
+            test.labels,
+            models.num_logits(module.apply, variables, test.image_shape),
+            argument=f"labels of {test.name}",
+            classes_from=f"the {{n}} logits of compare_checkpoints {name!r}",
+        )
     return train, test
 
 
@@ -291,7 +305,7 @@ def run(
     _nudged_figure(workdir, test.images, test_nudged)
     results = _summarize(config, hp, grid, raw_scores, per_seed, train, test, t0)
     results["compared"] = common.to_jsonable(compared)
-    common.write_text_atomic(workdir / "results.json", json.dumps(results, indent=1))
+    common.write_json_atomic(workdir / "results.json", results)
     common.write_text_atomic(workdir / "report.md", _report(results, config))
     s = results["summary"]
     print(

@@ -51,10 +51,23 @@ def validate(config: Config) -> tuple[data.Dataset, data.Dataset]:
     if config.init_checkpoint:
         path = common.resolve_checkpoint(config.init_checkpoint)
         meta = checkpoints.read_metadata(path)
-        if meta["arch"] != config.model:
+        if meta.get("arch") != config.model:
             raise common.ConfigError(
-                f"init_checkpoint: holds a {meta['arch']!r} model, expected "
+                f"init_checkpoint: holds a {meta.get('arch')!r} model, expected "
                 f"{config.model!r}"
+            )
+        num_classes = max(train.num_classes, test.num_classes)
+        module = models.get_model(config.model, num_classes=num_classes)
+        wanted = jax.eval_shape(
+            lambda: models.init_variables(module, jax.random.key(0), train.image_shape)
+        )
+        _, variables, _ = checkpoints.load_model(path, arch=config.model)
+        problems = checkpoints.tree_mismatches(wanted, variables)
+        if problems:
+            raise common.ConfigError(
+                f"init_checkpoint: {str(path)!r} does not fit a {config.model!r} for "
+                f"{num_classes} classes and images {train.image_shape}: "
+                + "; ".join(problems)
             )
     return train, test
 

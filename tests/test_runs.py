@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from experiments import cli, common
@@ -136,3 +137,112 @@ def test_files_honour_the_umask_and_json_is_strict(tmp_path):
         "b": [1.0, None],
     }
     json.loads((wd / "results.json").read_text(), parse_constant=no_constants)
+
+
+# ------------------------------------------------------------ labels meet a model
+
+
+@pytest.fixture
+def idx_label_200(tmp_path, mnist_test):
+    """MNIST-layout IDX files (train and t10k) of 100 real digits, test label 7 -> 200."""
+    from test_data import _write_idx_split
+
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    x = mnist_test.images[::20, :, :, 0]
+    y = mnist_test.labels[::20].astype(np.uint8)
+    _write_idx_split(folder, "train", x, y)
+    y_bad = y.copy()
+    y_bad[7] = 200
+    _write_idx_split(folder, "t10k", x, y_bad)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "experiment, extra",
+    [
+        ("pixel-change", []),
+        ("fgsm-recovery", []),
+        ("augment-finetune", ["train_images=50", "batch_size=10"]),
+        ("rbm-nudge", ["limit_train=100", "grid_search=false", "compare_checkpoints="]),
+        ("rbm-nudge", ["limit_train=100", "grid_search=false"]),
+    ],
+)
+def test_labels_outside_the_models_classes_exit_2(
+    tmp_path, capsys, idx_label_200, experiment, extra
+):
+    wd = tmp_path / "never"
+    assert _run(experiment, wd, f"dataset=idx:{idx_label_200}", *extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "expected classes in 0..9" in err and "got range [0, 200]" in err
+    assert not wd.exists()
+
+
+def test_labels_checked_by_sweep_logistic_and_metrics(lenet, mnist_test):
+    import jax
+
+    from pixjax.evaluation import classification_report, summarize, sweep
+    from pixjax.perturb import PixelConfig
+    from pixjax.training.logistic import fit_logistic
+
+    module, variables, _ = lenet
+    x, y = mnist_test.images[:8], mnist_test.labels[:8].astype(np.int32)
+    for bad in (-1, 10):
+        labels = y.copy()
+        labels[3] = bad
+        with pytest.raises(ValueError, match=r"labels: expected classes in 0..9 "):
+            sweep(
+                module.apply, variables, x, labels, [PixelConfig(1)], jax.random.key(0)
+            )
+        with pytest.raises(ValueError, match=r"labels: expected classes in 0..9"):
+            summarize(labels, y, y, np.ones(8), 10)
+        with pytest.raises(ValueError, match=r"y_true: expected classes in 0..9"):
+            classification_report(labels, y, 10)
+    feats = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"y: expected classes in 0..9 .* \[1, 10\]"):
+        fit_logistic(feats, np.arange(20) % 10 + 1, num_classes=10)
+    with pytest.raises(ValueError, match=r"y: expected classes in 0..9"):
+        fit_logistic(feats, np.arange(20) % 10 - 1, num_classes=10)
+    with pytest.raises(ValueError, match="y: expected integer classes"):
+        fit_logistic(feats, np.zeros(20, np.float32), num_classes=10)
+
+
+def test_dataset_labels_beyond_its_class_names(tmp_path, mnist_test):
+    """A dataset with a class list refuses labels it does not name."""
+    from test_data import _write_idx_split
+
+    from pixjax import data
+
+    folder = tmp_path / "fashion"
+    folder.mkdir()
+    y = mnist_test.labels[:10].astype(np.uint8)
+    y[2] = 12
+    _write_idx_split(folder, "t10k", mnist_test.images[:10, :, :, 0], y)
+    with pytest.raises(ValueError, match="class_names: 10 names, but the labels go up"):
+        data.load(f"idx:{folder}", "test", class_names=tuple("abcdefghij"))
+
+
+def test_init_checkpoint_for_another_class_count_exit_2(tmp_path, capsys):
+    import jax
+
+    from pixjax import checkpoints, models
+
+    module = models.get_model("lenet5", num_classes=5)
+    v = models.init_variables(module, jax.random.key(0), (28, 28, 1))
+    ck = tmp_path / "five"
+    checkpoints.save_model(
+        ck,
+        v,
+        {
+            "arch": "lenet5",
+            "model_kwargs": {"num_classes": 5},
+            "input_shape": [28, 28, 1],
+        },
+    )
+    wd = tmp_path / "never"
+    assert _run("train", wd, f"init_checkpoint={ck}") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "init_checkpoint:" in err and "for 10 classes" in err and "mis-shaped" in err
+    assert not wd.exists()

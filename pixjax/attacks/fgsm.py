@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pixjax.attacks.losses import check_loss, get_loss
-from pixjax.data.base import check_float_images
+from pixjax.data.base import check_float_images, check_labels
 from pixjax.types import PRNGKey
 
 LogitsFn = Callable[[jax.Array], jax.Array]
@@ -142,11 +142,8 @@ def check_args(
         isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1
     ):
         raise ValueError(f"steps: expected a positive integer, got {steps!r}")
-    if num_images is not None and (labels is None or np.shape(labels) != (num_images,)):
-        raise ValueError(
-            f"labels: expected shape ({num_images},) to match images, got "
-            f"{None if labels is None else np.shape(labels)}"
-        )
+    if num_images is not None:
+        check_labels(labels, num_images=num_images)
     if targeted and targets is None:
         raise ValueError("targets: a targeted attack needs target classes, got None")
     if not targeted and targets is not None:
@@ -158,19 +155,8 @@ def check_args(
                 f"{np.shape(targets)}"
             )
     for name, arr in (("labels", labels), ("targets", targets)):
-        if arr is None:
-            continue
-        dtype = getattr(arr, "dtype", None) or np.asarray(arr).dtype
-        if not np.issubdtype(dtype, np.integer):
-            raise ValueError(f"{name}: expected integer classes, got dtype {dtype}")
-        if num_classes is None or not _concrete(arr):
-            continue
-        a = np.asarray(arr)
-        if a.size and (a.min() < 0 or a.max() >= num_classes):
-            raise ValueError(
-                f"{name}: expected classes in 0..{num_classes - 1} (the model's "
-                f"{num_classes} logits), got range [{a.min()}, {a.max()}]"
-            )
+        if arr is not None:
+            check_labels(arr, num_classes, argument=name)
 
 
 def check_attack(

@@ -14,7 +14,13 @@ Dataset specs (strings, so that a command line can name them):
 
 from __future__ import annotations
 
-from pixjax.data.base import Dataset, check_float_images, check_images, to_float
+from pixjax.data.base import (
+    Dataset,
+    check_float_images,
+    check_images,
+    check_labels,
+    to_float,
+)
 from pixjax.data.bundled import load_mnist_sample
 
 KINDS = ("mnist-sample", "idx:DIR", "folder:DIR", "photos:DIR", "tfds:NAME")
@@ -24,6 +30,7 @@ __all__ = [
     "KINDS",
     "check_float_images",
     "check_images",
+    "check_labels",
     "load",
     "load_mnist_sample",
     "to_float",
@@ -78,6 +85,13 @@ def load(spec: str = "mnist-sample", split: str = "test", **kwargs) -> Dataset:
         if int(limit) <= 0:
             raise ValueError(f"limit: expected a positive integer, got {limit!r}")
         data = data.take(slice(0, int(limit)))
+    if data.labels is not None and data.class_names:
+        check_labels(
+            data.labels,
+            len(data.class_names),
+            argument=f"labels of {data.name}",
+            classes_from="the dataset's {n} class names",
+        )
     return data
 
 

@@ -76,6 +76,54 @@ def check_images(images: np.ndarray, argument: str = "images") -> np.ndarray:
     return images
 
 
+def check_labels(
+    labels,
+    num_classes: int | None = None,
+    *,
+    num_images: int | None = None,
+    argument: str = "labels",
+    classes_from: str = "the model's {n} logits",
+) -> None:
+    """Validates class labels: an integer dtype, shape ``(num_images,)`` when given, and
+    (unless traced inside ``jit``) every value in ``0 .. num_classes - 1``.
+
+    Args:
+      labels: ``[N]`` array-like (numpy, jax or a list).
+      num_classes: the number of classes of whatever the labels meet (a model's
+        logits, a dataset's class names); ``None`` skips the range check.
+      num_images: the expected ``N``.
+      argument: the name used in messages (``labels``, ``targets``, a file, ...).
+      classes_from: says where ``num_classes`` comes from (``{n}`` is replaced).
+
+    Raises:
+      ValueError: naming ``argument``, the accepted classes and what was found.
+    """
+    import jax
+
+    if labels is None:
+        raise ValueError(f"{argument}: expected integer class labels, got None")
+    shape = np.shape(labels)
+    if num_images is not None and shape != (num_images,):
+        raise ValueError(
+            f"{argument}: expected shape ({num_images},) to match images, got {shape}"
+        )
+    dtype = getattr(labels, "dtype", None)
+    if dtype is None:
+        dtype = np.asarray(labels).dtype
+    if not np.issubdtype(dtype, np.integer):
+        raise ValueError(f"{argument}: expected integer classes, got dtype {dtype}")
+    if num_classes is None or isinstance(labels, jax.core.Tracer):
+        return
+    a = np.asarray(labels)
+    if a.size and (a.min() < 0 or a.max() >= num_classes):
+        bad = int(np.sum((a < 0) | (a >= num_classes)))
+        raise ValueError(
+            f"{argument}: expected classes in 0..{num_classes - 1} ("
+            + classes_from.format(n=num_classes)
+            + f"), got range [{a.min()}, {a.max()}] ({bad} outside)"
+        )
+
+
 def to_float(images: np.ndarray | jnp.ndarray) -> jnp.ndarray:
     """uint8 ``0..255`` -> float32 ``[0, 1]`` (pure, jit-able)."""
     return jnp.asarray(images, jnp.float32) / 255.0

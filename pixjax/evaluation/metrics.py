@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from pixjax.data.base import check_labels
+
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
 
@@ -61,6 +63,7 @@ def summarize(
       A JSON-ready dict. ``flips`` / ``flip_rate`` use the paper's denominator: images
       the model classified correctly before the change whose prediction changed.
     """
+    check_labels(labels, num_classes, classes_from="num_classes={n}")
     labels = np.asarray(labels)
     correct_clean = clean_pred == labels
     correct = pred == labels
@@ -161,6 +164,8 @@ def classification_report(
             f"y_pred: expected the shape of y_true {y_true.shape}, got {y_pred.shape}"
         )
     k = int(num_classes or max(y_true.max(), y_pred.max()) + 1)
+    check_labels(y_true, k, argument="y_true", classes_from="num_classes={n}")
+    check_labels(y_pred, k, argument="y_pred", classes_from="num_classes={n}")
     names = [str(i) for i in range(k)] if class_names is None else list(class_names)
     if len(names) != k:
         raise ValueError(f"class_names: expected {k} names, got {len(names)}")

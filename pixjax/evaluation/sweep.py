@@ -20,9 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from pixjax import sharding
-from pixjax.data.base import check_images
+from pixjax.data.base import check_images, check_labels
 from pixjax.evaluation.metrics import summarize
 from pixjax.evaluation.pixel_index import pixel_index
+from pixjax.models import num_logits
 from pixjax.perturb.pixels import (
     PixelChange,
     PixelConfig,
@@ -289,16 +290,19 @@ def sweep(
       configs: the grid.
       key: base PRNG key.
       seeds, batch_size, progress: see :func:`run_sweep`.
-      num_classes: default ``labels.max() + 1``.
+      num_classes: size of the per-class arrays (default: the model's number of
+        logits; labels must lie in ``0 .. logits - 1``).
       per_channel, quantize: see :func:`pixjax.perturb.pixel_change`.
       mesh: device mesh (default: all visible devices).
     """
     images = check_images(images)
+    model_classes = num_logits(apply_fn, variables, images.shape[1:])
+    check_labels(labels, model_classes, num_images=images.shape[0])
     labels = np.asarray(labels)
-    if labels.shape != (images.shape[0],):
+    if num_classes is not None and num_classes < model_classes:
         raise ValueError(
-            f"labels: expected shape ({images.shape[0]},) to match images, got "
-            f"{labels.shape}"
+            f"num_classes: expected at least the model's {model_classes} logits, got "
+            f"{num_classes}"
         )
     if len(configs) == 0:
         raise ValueError("configs: expected at least one PixelConfig, got none")
@@ -318,7 +322,9 @@ def sweep(
         batch_size=batch_size,
         progress=progress,
     )
-    return summarize_outputs(out, labels, configs, seeds, shape, num_classes)
+    return summarize_outputs(
+        out, labels, configs, seeds, shape, num_classes or model_classes
+    )
 
 
 def summarize_outputs(

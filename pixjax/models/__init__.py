@@ -137,6 +137,17 @@ def logits_fn(
     return functools.partial(model.apply, variables)
 
 
+def num_logits(
+    apply_fn: Callable[..., jax.Array], variables: Any, input_shape: Sequence[int]
+) -> int:
+    """The number of classes (logits) ``apply_fn(variables, images)`` returns for
+    images of ``input_shape`` ``(H, W, C)``: shape-only, no computation."""
+    out = jax.eval_shape(
+        apply_fn, variables, jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+    )
+    return int(out.shape[-1])
+
+
 def count_params(variables: Any) -> int:
     return sum(
         int(x.size) for x in jax.tree_util.tree_leaves(variables.get("params", {}))

@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from pixjax.data.base import check_labels
+
 
 class LogisticParams(NamedTuple):
     """Attributes: kernel ``[n_features, classes]`` (scikit-learn's ``coef_.T``),
@@ -74,9 +76,14 @@ def fit_logistic(
 
     Returns:
       :class:`LogisticParams`.
+
+    Raises:
+      ValueError: ``c`` not positive and finite; ``y`` not integer, of the wrong shape
+        or (when not traced) outside ``0 .. num_classes - 1``.
     """
     if not isinstance(c, jax.core.Tracer):
         check_c(c)
+    check_labels(y, num_classes, num_images=x.shape[0], argument="y")
     x = jnp.asarray(x, jnp.float32)
     n_rows = x.shape[0] if weights is None else jnp.sum(weights)
     init = LogisticParams(
