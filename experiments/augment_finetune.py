@@ -47,6 +47,7 @@ OPTIMIZERS = ("adam", "sgd")
 
 
 def validate(config: Config):
+    common.require_finite(config)
     if not config.nums:
         raise common.ConfigError(
             "nums: expected at least one N (pixels changed), got none"
@@ -106,6 +107,11 @@ def validate(config: Config):
             loss=config.loss,
         )
     shape = train.image_shape
+    if "shift" in config.baselines and config.max_shift >= min(shape[:2]):
+        raise common.ConfigError(
+            f"max_shift: expected less than the image size {shape[:2]}, got "
+            f"{config.max_shift}"
+        )
     for n in config.nums:
         if isinstance(n, bool) or not 1 <= n <= shape[0] * shape[1]:
             raise common.ConfigError(

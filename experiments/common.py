@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import pathlib
 import platform
@@ -30,6 +31,23 @@ COMMAND: list[str] = []
 
 class ConfigError(ValueError):
     """A bad configuration value (raised before any work or file write)."""
+
+
+def require_finite(config: Any) -> None:
+    """Every float (and every float in a tuple) of ``config`` must be finite: a NaN or
+    infinite hyperparameter never reaches the work.
+
+    Raises:
+      ConfigError: naming the field.
+    """
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        values = value if isinstance(value, tuple) else (value,)
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(
+                    f"{field.name}: expected a finite number, got {value!r}"
+                )
 
 
 def require_positive(config: Any, *names: str) -> None:

@@ -43,6 +43,7 @@ def build_grid(config: Config) -> tuple[list[PixelConfig], dict[str, list[int]]]
 
 
 def validate(config: Config):
+    common.require_finite(config)
     try:
         check_args(config.eps, config.norm, loss=config.loss)
         check_args(config.eps_curve or [0.0], config.norm, loss=config.loss)
@@ -51,6 +52,8 @@ def validate(config: Config):
     common.require_nonempty(config, "nums", "seeds")
     common.require_magnitudes(config.magnitudes)
     common.require_positive(config, "batch_size")
+    if config.examples < 0:
+        raise common.ConfigError(f"examples: expected 0 or more, got {config.examples}")
     dataset = data.load(config.dataset, config.split, limit=config.limit)
     module, variables, meta = load_model(config, dataset.image_shape)
     grid, series = build_grid(config)

@@ -54,6 +54,12 @@ def fit(
         restored = manager.restore(latest, args=ocp.args.Composite(**args))
         state, start = restored["state"], latest
         history = list(restored.get("history") or [])  # none in pre-0.1 checkpoints
+        bad = checkpoints.nonfinite_leaves(state.variables)
+        if bad:
+            raise ValueError(
+                f"checkpoint: epoch {latest} in {str(manager.directory)!r} holds "
+                f"non-finite values in {bad}; delete it or use --overwrite"
+            )
         print(f"{desc}: resuming from epoch {latest}")
     step = make_train_step(augment, paired=paired)
     from tqdm.auto import tqdm
@@ -72,7 +78,23 @@ def fit(
             step_key = jax.random.fold_in(aug_key, int(state.step))
             state, metrics = step(state, images[idx], labels[idx], step_key)
             losses.append(metrics["loss"])
-        loss = float(np.mean(jax.device_get(losses)))
+        epoch_losses = np.asarray(jax.device_get(losses), np.float64)
+        bad = np.flatnonzero(~np.isfinite(epoch_losses))
+        first_step = int(state.step) - len(epoch_losses)
+        if bad.size:
+            raise ValueError(
+                f"training: the loss became {epoch_losses[bad[0]]} at epoch "
+                f"{epoch + 1}, step {first_step + bad[0] + 1}; stopped without saving "
+                "this epoch (check learning_rate, weight_decay and the data)"
+            )
+        bad_params = checkpoints.nonfinite_leaves(state.variables)
+        if bad_params:
+            raise ValueError(
+                f"training: non-finite parameters {bad_params} after epoch "
+                f"{epoch + 1}, step {int(state.step)}; stopped without saving this "
+                "epoch (check learning_rate, weight_decay and the data)"
+            )
+        loss = float(np.mean(epoch_losses))
         history.append({"epoch": epoch + 1, "loss": loss})
         manager.save(
             epoch + 1,

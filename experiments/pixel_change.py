@@ -103,6 +103,7 @@ def build_grid(config: Config, image_shape: tuple[int, int, int]):
 
 def validate(config: Config) -> Setup:
     """All checks and loading, before any work or file write."""
+    common.require_finite(config)
     if not config.experiments or not set(config.experiments) <= {1, 2, 3}:
         raise common.ConfigError(
             f"experiments: expected a non-empty subset of 1,2,3, got {config.experiments}"

@@ -31,6 +31,7 @@ DESCRIPTION = "RBM + logistic regression on MNIST; accuracy on one-pixel nudged 
 
 
 def validate(config: Config):
+    common.require_finite(config)
     common.require_positive(
         config, "n_components", "learning_rate", "n_iter", "batch_size", "c", "raw_c"
     )
@@ -177,6 +178,12 @@ def _fit_pipeline(key, x, y, n_classes, config: Config, hp: dict[str, Any]):
             f, y, c=hp["C"], num_classes=n_classes, max_iter=config.lr_max_iter
         )
     )(features, y)
+    bad = checkpoints.nonfinite_leaves({"rbm": params, "logistic": lr})
+    if bad:
+        raise ValueError(
+            f"training: the RBM + logistic regression with {hp} has non-finite "
+            f"parameters {bad}; check the hyperparameters"
+        )
     return params, lr
 
 

@@ -27,8 +27,13 @@ DESCRIPTION = "train any registered classifier with optax on any dataset (resuma
 
 def validate(config: Config) -> tuple[data.Dataset, data.Dataset]:
     """Checks the configuration and loads the data (no writes)."""
+    common.require_finite(config)
     models.get_model(config.model)  # unknown name -> ValueError listing the models
     common.require_positive(config, "epochs", "batch_size", "learning_rate")
+    if config.weight_decay < 0:
+        raise common.ConfigError(
+            f"weight_decay: expected 0 or more, got {config.weight_decay}"
+        )
     if config.augment_shift < 0:
         raise common.ConfigError(
             f"augment_shift: expected 0 or more pixels, got {config.augment_shift}"

@@ -99,6 +99,21 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def nonfinite_leaves(tree: Any, limit: int = 5) -> list[str]:
+    """Paths of the floating-point arrays of ``tree`` that hold NaN or infinity (at
+    most ``limit``); empty when every value is finite."""
+    bad = []
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        arr = np.asarray(jax.device_get(leaf)) if hasattr(leaf, "dtype") else None
+        if arr is None or not np.issubdtype(arr.dtype, np.floating):
+            continue
+        if not np.isfinite(arr).all():
+            bad.append(jax.tree_util.keystr(path))
+            if len(bad) >= limit:
+                break
+    return bad
+
+
 def save_model(
     directory: str | os.PathLike, variables: Any, metadata: dict[str, Any]
 ) -> pathlib.Path:
@@ -106,10 +121,19 @@ def save_model(
 
     ``metadata`` must hold ``arch`` (a registered model name) and ``input_shape``;
     ``model_kwargs`` (e.g. ``num_classes``) is used to rebuild the module.
+
+    Raises:
+      ValueError: a required metadata field is missing, or a parameter is not finite.
     """
     for field in ("arch", "input_shape"):
         if field not in metadata:
             raise ValueError(f"metadata: missing required field {field!r}")
+    bad = nonfinite_leaves(variables)
+    if bad:
+        raise ValueError(
+            f"variables: non-finite values in {bad}; a model with NaN or infinite "
+            "parameters is not saved"
+        )
     directory = pathlib.Path(directory).absolute()
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / VARIABLES
@@ -183,6 +207,12 @@ def load_model(
             f"checkpoint: the arrays in {str(directory)!r} do not match a {ckpt_arch!r} "
             f"model with {meta.get('model_kwargs', {})} for input {shape}: {e}"
         ) from e
+    bad = nonfinite_leaves(variables)
+    if bad:
+        raise ValueError(
+            f"checkpoint: {str(directory / VARIABLES)!r} holds non-finite values in "
+            f"{bad} (a corrupt or diverged model)"
+        )
     return module, variables, meta
 
 

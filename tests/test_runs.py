@@ -246,3 +246,66 @@ def test_init_checkpoint_for_another_class_count_exit_2(tmp_path, capsys):
     assert len(err.splitlines()) == 1
     assert "init_checkpoint:" in err and "for 10 classes" in err and "mis-shaped" in err
     assert not wd.exists()
+
+
+# ------------------------------------------------------------ non-finite values
+
+
+@pytest.mark.parametrize(
+    "experiment, override",
+    [
+        ("train", "learning_rate=inf"),
+        ("train", "weight_decay=nan"),
+        ("augment-finetune", "learning_rate=nan"),
+        ("augment-finetune", "noise_sigma=inf"),
+        ("rbm-nudge", "c=inf"),
+        ("rbm-nudge", "grid_cs=1,nan"),
+        ("fgsm-recovery", "magnitudes=10,inf"),
+        ("pixel-change", "magnitudes=nan"),
+    ],
+)
+def test_non_finite_hyperparameters_exit_2_before_work(
+    tmp_path, capsys, experiment, override
+):
+    wd = tmp_path / "never"
+    assert _run(experiment, wd, override) == 2
+    err = capsys.readouterr().err.strip()
+    key = override.split("=")[0]
+    assert err.startswith(f"pixjax: error: {key}: expected a finite number"), err
+    assert not wd.exists()
+
+
+def test_training_stops_at_the_first_non_finite_loss_and_saves_nothing(
+    tmp_path, capsys
+):
+    """A learning rate that is finite but far too large: the loss diverges; the run
+    stops naming the epoch and step, keeps no non-finite checkpoint, writes no model."""
+    wd = tmp_path / "diverge"
+    assert _run("train", wd, "learning_rate=1e30", "epochs=2") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
+    assert err.startswith("pixjax: error: training: the loss became nan at epoch 1")
+    assert "stopped without saving" in err
+    assert not (wd / "model").exists()
+    steps = [p.name for p in (wd / "checkpoints").iterdir() if p.name.isdigit()]
+    assert steps == []
+
+
+def test_non_finite_models_are_neither_saved_nor_loaded(tmp_path, lenet):
+    import jax
+
+    from pixjax import checkpoints
+
+    _, v, meta = lenet
+    bad = jax.tree_util.tree_map(lambda a: np.array(a), v)
+    bad["params"]["fc3"]["bias"][0] = np.nan
+    with pytest.raises(ValueError, match=r"variables: non-finite values in .*fc3"):
+        checkpoints.save_model(tmp_path / "m", bad, meta)
+    # written by other means (e.g. a corrupt file): refused on load
+    import orbax.checkpoint as ocp
+
+    checkpoints.save_model(tmp_path / "m", v, meta)
+    ck = ocp.StandardCheckpointer()
+    ck.save(tmp_path / "m" / "variables", jax.device_get(bad), force=True)
+    ck.wait_until_finished()
+    with pytest.raises(ValueError, match="holds non-finite values in .*fc3"):
+        checkpoints.load_model(tmp_path / "m")
