@@ -10,7 +10,9 @@ Layouts:
   (``"all"`` concatenates train then test). In the other layouts ``split`` is ignored.
 
 Files are read in sorted path order, so loading is deterministic. Hidden files and
-folders (names starting with ``.``) and files of other types are skipped.
+folders (names starting with ``.``) and files of other types are skipped. Every file is
+decoded by :func:`pixjax.data.decode.decode_image` (16-bit images scaled, alpha
+dropped, EXIF orientation applied; an unreadable file is one error naming it).
 """
 
 from __future__ import annotations
@@ -22,11 +24,10 @@ import numpy as np
 from PIL import Image
 
 from pixjax.data.base import Dataset
+from pixjax.data.decode import GREY_MODES, decode_image, image_mode
 
 SPLITS = ("train", "test", "all")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-# Pillow modes without colour information.
-_GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F"})
 
 
 def _is_image(name: str) -> bool:
@@ -104,21 +105,15 @@ def check_size(size) -> tuple[int, int] | None:
 def _read_images(
     paths: Sequence[str], size: tuple[int, int] | None, channels: int | None
 ) -> np.ndarray:
-    """Reads ``paths`` into a uint8 ``[N, H, W, C]`` array."""
+    """Reads ``paths`` into a uint8 ``[N, H, W, C]`` array
+    (:func:`pixjax.data.decode.decode_image`'s rule for every Pillow mode)."""
     # First pass: headers only (Pillow opens lazily), to pick channels and check sizes.
-    modes, sizes = [], []
-    for path in paths:
-        try:
-            with Image.open(path) as im:
-                modes.append(im.mode)
-                sizes.append((im.height, im.width))
-        except (OSError, ValueError) as e:
-            raise ValueError(f"cannot read image {path!r} with Pillow: {e}") from e
+    headers = [image_mode(p) for p in paths]
     if channels is None:
-        channels = 1 if all(m in _GREY_MODES for m in modes) else 3
+        channels = 1 if all(m in GREY_MODES for m, _ in headers) else 3
     if size is None:
-        first = sizes[0]
-        for path, other in zip(paths, sizes, strict=True):
+        first = headers[0][1]
+        for path, (_, other) in zip(paths, headers, strict=True):
             if other != first:
                 raise ValueError(
                     f"images differ in size: {paths[0]!r} is {first[0]}x{first[1]} "
@@ -128,13 +123,13 @@ def _read_images(
         size = first
     height, width = size
     out = np.empty((len(paths), height, width, channels), np.uint8)
-    mode = "L" if channels == 1 else "RGB"
     for i, path in enumerate(paths):
-        with Image.open(path) as im:
-            im = im.convert(mode)
-            if (im.height, im.width) != (height, width):
-                im = im.resize((width, height), Image.Resampling.BILINEAR)
-            out[i] = np.asarray(im, np.uint8).reshape(height, width, channels)
+        pixels = decode_image(path, channels)
+        if pixels.shape[:2] != (height, width):
+            im = Image.fromarray(pixels[..., 0] if channels == 1 else pixels)
+            im = im.resize((width, height), Image.Resampling.BILINEAR)
+            pixels = np.asarray(im, np.uint8).reshape(height, width, channels)
+        out[i] = pixels
     return out
 
 

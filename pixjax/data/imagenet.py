@@ -27,9 +27,9 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image
 
 from pixjax.data.base import Dataset
+from pixjax.data.decode import decode_image
 
 __all__ = [
     "IMAGENET_CLASSES",
@@ -218,8 +218,9 @@ def load_photos(
 ) -> Dataset:
     """Decodes image files with Pillow and applies :func:`preprocess` to each.
 
-    Every image is converted to RGB. Images of different sizes are fine (each shape
-    compiles once).
+    Every image is decoded to RGB by :func:`pixjax.data.decode.decode_image` (16-bit
+    images scaled, alpha dropped, EXIF orientation applied). Images of different sizes
+    are fine (each shape compiles once).
 
     Args:
       paths: image files readable by Pillow.
@@ -240,14 +241,7 @@ def load_photos(
     fn = _quantise_fn(_check_size(resize, "resize"), _check_size(crop, "crop"))
     images = np.empty((len(paths), crop, crop, 3), np.uint8)
     for i, path in enumerate(paths):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"image file {path!r} does not exist")
-        try:
-            with Image.open(path) as im:
-                pixels = np.asarray(im.convert("RGB"), np.uint8)
-        except (OSError, ValueError) as e:
-            raise ValueError(f"cannot read image {path!r} with Pillow: {e}") from e
-        images[i] = np.asarray(fn(pixels))
+        images[i] = np.asarray(fn(decode_image(path, channels=3)))
     names = ",".join(os.path.basename(p) for p in paths)
     return Dataset(
         images=images,
