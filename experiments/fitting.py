@@ -10,6 +10,8 @@ result equals an uninterrupted run exactly.
 from __future__ import annotations
 
 import pathlib
+import shutil
+import sys
 from typing import Any
 
 import jax
@@ -18,6 +20,56 @@ import orbax.checkpoint as ocp
 
 from pixjax import checkpoints
 from pixjax.training import Augment, TrainState, epoch_batches, make_train_step
+
+
+def _restore_one(manager, step: int, abstract):
+    """``(state, history)`` of checkpoint ``step``, verified against its checksums and
+    for finite values; raises ``ValueError`` saying what is wrong."""
+    items = manager.item_metadata(step)
+    names = set(items.keys()) if items is not None else set()
+    args = {"state": ocp.args.StandardRestore(abstract)}
+    for name in ("history", "checksums") if names else ():
+        if name in names:
+            args[name] = ocp.args.JsonRestore()
+    try:
+        restored = manager.restore(step, args=ocp.args.Composite(**args))
+    except Exception as e:  # noqa: BLE001 - any orbax / tensorstore read error
+        raise ValueError(f"unreadable: {type(e).__name__}: {str(e)[:200]}") from e
+    state = restored["state"]
+    if "checksums" in args:
+        bad = checkpoints.checksum_mismatches(restored["checksums"], state)
+        if bad:
+            raise ValueError(f"arrays {bad[:3]} differ from their checksums")
+    bad = checkpoints.nonfinite_leaves(state.variables)
+    if bad:
+        raise ValueError(f"non-finite values in {bad}")
+    return state, list(restored.get("history") or [])  # none in old checkpoints
+
+
+def _restore_intact(manager, state, desc: str):
+    """``(epoch, state, history)`` of the newest intact checkpoint, or ``None``.
+
+    A corrupt checkpoint is moved aside to ``checkpoints/corrupt-epoch-N`` (kept, not
+    deleted) with a message, and the previous one is tried."""
+    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
+    for step in sorted(manager.all_steps(), reverse=True):
+        try:
+            restored_state, history = _restore_one(manager, step, abstract)
+        except ValueError as e:
+            src = pathlib.Path(manager.directory) / str(step)
+            dst = src.with_name(f"corrupt-epoch-{step}")
+            print(
+                f"{desc}: the checkpoint of epoch {step} is corrupt ({e}); moved to "
+                f"{dst} and trying the previous one",
+                file=sys.stderr,
+            )
+            if dst.exists():
+                shutil.rmtree(dst)
+            src.rename(dst)
+            manager.reload()
+            continue
+        return step, restored_state, history
+    return None
 
 
 def fit(
@@ -44,23 +96,10 @@ def fit(
     manager = checkpoints.run_manager(run_dir)
     start = 0
     history: list[dict[str, Any]] = []
-    latest = manager.latest_step()
-    if latest is not None:
-        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
-        items = manager.item_metadata(latest)
-        args = {"state": ocp.args.StandardRestore(abstract)}
-        if "history" in (items.keys() if items is not None else ()):
-            args["history"] = ocp.args.JsonRestore()
-        restored = manager.restore(latest, args=ocp.args.Composite(**args))
-        state, start = restored["state"], latest
-        history = list(restored.get("history") or [])  # none in pre-0.1 checkpoints
-        bad = checkpoints.nonfinite_leaves(state.variables)
-        if bad:
-            raise ValueError(
-                f"checkpoint: epoch {latest} in {str(manager.directory)!r} holds "
-                f"non-finite values in {bad}; delete it or use --overwrite"
-            )
-        print(f"{desc}: resuming from epoch {latest}")
+    restored = _restore_intact(manager, state, desc)
+    if restored is not None:
+        start, state, history = restored
+        print(f"{desc}: resuming from epoch {start}")
     step = make_train_step(augment, paired=paired)
     from tqdm.auto import tqdm
 
@@ -101,6 +140,7 @@ def fit(
             args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state),
                 history=ocp.args.JsonSave(history),
+                checksums=ocp.args.JsonSave(checkpoints.array_checksums(state)),
             ),
         )
         if progress:

@@ -15,6 +15,7 @@ Training runs use one :class:`orbax.checkpoint.CheckpointManager` per run direct
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pathlib
@@ -99,6 +100,33 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+CHECKSUMS = "checksums"
+
+
+def array_checksums(tree: Any) -> dict[str, str]:
+    """``{path: "sha256:<hex>"}`` of every floating-point array of ``tree`` (dtype and
+    shape included), computed on the host: what a model directory records and
+    :func:`load_model` verifies. Integer leaves (step counters) are left out: their
+    container type may change in a save / restore round trip."""
+    out = {}
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        arr = np.ascontiguousarray(jax.device_get(leaf))
+        if not np.issubdtype(arr.dtype, np.floating):
+            continue
+        h = hashlib.sha256(f"{arr.dtype.str}{arr.shape}".encode())
+        h.update(arr.tobytes())
+        out[jax.tree_util.keystr(path)] = "sha256:" + h.hexdigest()
+    return out
+
+
+def checksum_mismatches(expected: dict[str, str], tree: Any) -> list[str]:
+    """The paths whose arrays in ``tree`` differ from ``expected`` checksums."""
+    found = array_checksums(tree)
+    return sorted(
+        k for k in set(expected) | set(found) if expected.get(k) != found.get(k)
+    )
+
+
 def nonfinite_leaves(tree: Any, limit: int = 5) -> list[str]:
     """Paths of the floating-point arrays of ``tree`` that hold NaN or infinity (at
     most ``limit``); empty when every value is finite."""
@@ -137,14 +165,24 @@ def save_model(
     directory = pathlib.Path(directory).absolute()
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / VARIABLES
+    host = jax.device_get(variables)
     ckptr = ocp.StandardCheckpointer()
-    ckptr.save(target, jax.device_get(variables), force=True)
+    ckptr.save(target, host, force=True)
     ckptr.wait_until_finished()
-    write_json_atomic(directory / METADATA, metadata)
+    write_json_atomic(
+        directory / METADATA, {**metadata, CHECKSUMS: array_checksums(host)}
+    )
     return directory
 
 
 def read_metadata(directory: str | os.PathLike) -> dict[str, Any]:
+    """The model directory's ``metadata.json``, checked.
+
+    Raises:
+      FileNotFoundError: not a model directory.
+      ValueError: naming the file: not JSON, not an object, or without a valid
+        ``arch`` / ``input_shape``.
+    """
     directory = pathlib.Path(directory)
     meta = directory / METADATA
     if not meta.is_file():
@@ -152,8 +190,39 @@ def read_metadata(directory: str | os.PathLike) -> dict[str, Any]:
             f"checkpoint: {str(directory)!r} is not a pixjax model directory "
             f"(expected {METADATA} and {VARIABLES}/ inside it)"
         )
-    with open(meta) as f:
-        return json.load(f)
+    try:
+        obj = json.loads(meta.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ValueError(
+            f"checkpoint: {str(meta)!r} is not valid JSON ({e}); the model directory "
+            "is damaged"
+        ) from None
+    if not isinstance(obj, dict):
+        raise ValueError(
+            f"checkpoint: {str(meta)!r} holds {type(obj).__name__}, expected an object "
+            "with 'arch' and 'input_shape'"
+        )
+    for key in ("arch", "input_shape"):
+        if key not in obj:
+            raise ValueError(
+                f"checkpoint: {str(meta)!r} lacks {key!r} (expected 'arch', a model "
+                "name, and 'input_shape', [H, W, C])"
+            )
+    shape = obj["input_shape"]
+    if not (
+        isinstance(shape, list)
+        and len(shape) == 3
+        and all(isinstance(d, int) and d > 0 for d in shape)
+    ):
+        raise ValueError(
+            f"checkpoint: {str(meta)!r} has input_shape {shape!r}, expected [H, W, C] "
+            "positive integers"
+        )
+    if not isinstance(obj.get("model_kwargs", {}), dict):
+        raise ValueError(
+            f"checkpoint: {str(meta)!r} has model_kwargs that are not an object"
+        )
+    return obj
 
 
 def load_model(
@@ -170,7 +239,9 @@ def load_model(
 
     Raises:
       FileNotFoundError: the directory or its files are missing.
-      ValueError: architecture or shapes do not match.
+      ValueError: architecture or shapes do not match, ``metadata.json`` is not valid,
+        the arrays cannot be read, differ from their recorded checksums (a corrupt
+        file) or are not finite.
     """
     directory = pathlib.Path(directory).absolute()
     meta = read_metadata(directory)
@@ -207,6 +278,18 @@ def load_model(
             f"checkpoint: the arrays in {str(directory)!r} do not match a {ckpt_arch!r} "
             f"model with {meta.get('model_kwargs', {})} for input {shape}: {e}"
         ) from e
+    except Exception as e:  # noqa: BLE001 - tensorstore / orbax read errors
+        raise ValueError(
+            f"checkpoint: cannot read the arrays in {str(directory / VARIABLES)!r} "
+            f"(a corrupt file?): {type(e).__name__}: {str(e).splitlines()[0][:300]}"
+        ) from e
+    if CHECKSUMS in meta:
+        bad = checksum_mismatches(meta[CHECKSUMS], variables)
+        if bad:
+            raise ValueError(
+                f"checkpoint: the arrays {bad[:5]} in {str(directory / VARIABLES)!r} "
+                f"do not match the checksums in {METADATA} (a corrupt file)"
+            )
     bad = nonfinite_leaves(variables)
     if bad:
         raise ValueError(

@@ -309,3 +309,88 @@ def test_non_finite_models_are_neither_saved_nor_loaded(tmp_path, lenet):
     ck.wait_until_finished()
     with pytest.raises(ValueError, match="holds non-finite values in .*fc3"):
         checkpoints.load_model(tmp_path / "m")
+
+
+# ------------------------------------------------------------ integrity
+
+
+def _flip_bytes(directory, n=64, seed=0):
+    """Flips ``n`` bytes of the largest file below ``directory`` (the array data)."""
+    files = [p for p in directory.rglob("*") if p.is_file()]
+    big = max(files, key=lambda p: p.stat().st_size)
+    raw = bytearray(big.read_bytes())
+    rng = np.random.default_rng(seed)
+    for i in rng.choice(len(raw) - 64, n, replace=False) + 32:
+        raw[i] ^= 0xFF
+    big.write_bytes(bytes(raw))
+
+
+def test_corrupt_model_arrays_are_one_clear_error(tmp_path, capsys):
+    import shutil
+
+    from pixjax import checkpoints
+
+    ck = tmp_path / "lenet"
+    shutil.copytree(os.path.join(common.SHIPPED_CHECKPOINTS, "lenet5-mnist"), ck)
+    assert "checksums" in checkpoints.read_metadata(ck)
+    checkpoints.load_model(ck)  # intact
+    _flip_bytes(ck / "variables")
+    with pytest.raises(ValueError, match=r"checkpoint: .*lenet/variables"):
+        checkpoints.load_model(ck)
+    wd = tmp_path / "never"
+    assert _run("pixel-change", wd, f"checkpoint={ck}") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "lenet/variables" in err
+    assert not wd.exists()
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("", "is not valid JSON"),
+        ("{garbage", "is not valid JSON"),
+        ("[]", "holds list, expected an object"),
+        ("{}", "lacks 'arch'"),
+        ('{"arch": "lenet5"}', "lacks 'input_shape'"),
+        ('{"arch": "lenet5", "input_shape": [28, 28]}', "has input_shape"),
+    ],
+)
+def test_damaged_metadata_is_one_line(tmp_path, capsys, text, match):
+    import shutil
+
+    ck = tmp_path / "lenet"
+    shutil.copytree(os.path.join(common.SHIPPED_CHECKPOINTS, "lenet5-mnist"), ck)
+    (ck / "metadata.json").write_text(text)
+    wd = tmp_path / "never"
+    assert _run("pixel-change", wd, f"checkpoint={ck}") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and match in err and "metadata.json" in err
+    assert not wd.exists()
+
+
+def test_corrupt_latest_training_checkpoint_falls_back(tmp_path, capsys):
+    import shutil
+
+    import jax
+
+    from pixjax import checkpoints
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert _run("train", a, "epochs=3", "limit=200") == 0
+    shutil.copytree(a, b)
+    shutil.rmtree(b / "model")
+    (b / "results.json").unlink()
+    # keep epochs 2 and 3 (max_to_keep=2); corrupt the arrays of epoch 3
+    _flip_bytes(b / "checkpoints" / "3" / "state")
+    capsys.readouterr()
+    assert _run("train", b, "epochs=3", "limit=200") == 0
+    out = capsys.readouterr()
+    assert "the checkpoint of epoch 3 is corrupt" in out.err
+    assert "resuming from epoch 2" in out.out
+    assert (b / "checkpoints" / "corrupt-epoch-3").is_dir()  # kept, not deleted
+    _, va, _ = checkpoints.load_model(a / "model")
+    _, vb, _ = checkpoints.load_model(b / "model")
+    for x, y in zip(jax.tree.leaves(va), jax.tree.leaves(vb), strict=True):
+        np.testing.assert_array_equal(x, y)
+    ha = json.loads((a / "results.json").read_text())["history"]
+    assert json.loads((b / "results.json").read_text())["history"] == ha
