@@ -30,6 +30,7 @@ from pixjax.attacks import check_args
 from pixjax.evaluation import make_sweeper, mcnemar, pixel_index, run_sweep, summarize
 from pixjax.perturb import PixelConfig, pixel_change, stack_configs
 from pixjax.training import (
+    check_batchnorm_batch,
     create_state,
     gaussian_noise,
     identity,
@@ -118,6 +119,10 @@ def validate(config: Config):
                 f"nums: expected 1..{shape[0] * shape[1]} pixels, got {n}"
             )
     stack_configs([PixelConfig(n) for n in config.eval_nums], shape)
+    try:  # every step trains on the clean batch and its augmented copies
+        check_batchnorm_batch(module, variables, 2 * config.batch_size, shape)
+    except ValueError as e:
+        raise common.ConfigError(str(e)) from None
     subset = balanced_subset(train.labels, config.train_images)
     if config.batch_size > len(subset):
         raise common.ConfigError(

@@ -20,7 +20,7 @@ from experiments.configs.train import Config
 from experiments.fitting import fit
 from pixjax import checkpoints, data, models
 from pixjax.perturb.shifts import random_shift
-from pixjax.training import create_state, evaluate
+from pixjax.training import check_batchnorm_batch, create_state, evaluate
 
 DESCRIPTION = "train any registered classifier with optax on any dataset (resumable)"
 
@@ -53,6 +53,12 @@ def validate(config: Config) -> tuple[data.Dataset, data.Dataset]:
         raise common.ConfigError(
             f"augment_shift: expected less than the image size {train.image_shape[:2]}"
         )
+    num_classes = max(train.num_classes, test.num_classes)
+    module = models.get_model(config.model, num_classes=num_classes)
+    wanted = jax.eval_shape(
+        lambda: models.init_variables(module, jax.random.key(0), train.image_shape)
+    )
+    check_batchnorm_batch(module, wanted, config.batch_size, train.image_shape)
     if config.init_checkpoint:
         path = common.resolve_checkpoint(config.init_checkpoint)
         meta = checkpoints.read_metadata(path)
@@ -61,11 +67,6 @@ def validate(config: Config) -> tuple[data.Dataset, data.Dataset]:
                 f"init_checkpoint: holds a {meta.get('arch')!r} model, expected "
                 f"{config.model!r}"
             )
-        num_classes = max(train.num_classes, test.num_classes)
-        module = models.get_model(config.model, num_classes=num_classes)
-        wanted = jax.eval_shape(
-            lambda: models.init_variables(module, jax.random.key(0), train.image_shape)
-        )
         _, variables, _ = checkpoints.load_model(path, arch=config.model)
         problems = checkpoints.tree_mismatches(wanted, variables)
         if problems:

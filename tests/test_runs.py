@@ -394,3 +394,37 @@ def test_corrupt_latest_training_checkpoint_falls_back(tmp_path, capsys):
         np.testing.assert_array_equal(x, y)
     ha = json.loads((a / "results.json").read_text())["history"]
     assert json.loads((b / "results.json").read_text())["history"] == ha
+
+
+# ------------------------------------------------------------ BatchNorm batches
+
+
+def test_batchnorm_with_one_value_per_channel_is_refused(tmp_path, capsys):
+    """ResNet-18 on 32x32 images with batch size 1: layer4's BatchNorm sees a 1x1 map
+    of one image; PyTorch refuses it, and so does pixjax (before any write)."""
+    from PIL import Image
+
+    from pixjax import models
+    from pixjax.training import check_batchnorm_batch
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "rgb32"
+    for c in ("a", "b"):
+        (folder / c).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), np.uint8)).save(
+                folder / c / f"{i}.png"
+            )
+    wd = tmp_path / "never"
+    args = ["model=resnet18", f"dataset=folder:{folder}", "batch_size=1", "epochs=1"]
+    assert _run("train", wd, *args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "batch_size: 1 image(s) of 32x32 leave BatchNorm layer layer4_0/bn1" in err
+    assert not wd.exists()
+    import jax
+
+    m = models.get_model("resnet18", num_classes=2)
+    v = jax.eval_shape(lambda: models.init_variables(m, jax.random.key(0), (32, 32, 3)))
+    check_batchnorm_batch(m, v, 2, (32, 32, 3))  # two images: 2 values per channel
+    check_batchnorm_batch(m, v, 1, (64, 64, 3))  # a 2x2 map: 4 values

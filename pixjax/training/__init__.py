@@ -9,6 +9,7 @@ from pixjax.training.augment import (
 from pixjax.training.loop import (
     Augment,
     TrainState,
+    check_batchnorm_batch,
     create_state,
     epoch_batches,
     evaluate,
@@ -19,6 +20,7 @@ from pixjax.training.loop import (
 __all__ = [
     "Augment",
     "TrainState",
+    "check_batchnorm_batch",
     "create_state",
     "epoch_batches",
     "evaluate",

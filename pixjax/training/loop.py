@@ -8,7 +8,7 @@ reproduces an uninterrupted one exactly.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -115,6 +115,61 @@ def make_train_step(
         return state, {"loss": loss, "accuracy": acc}
 
     return jax.jit(step, donate_argnums=0)
+
+
+def _is_batchnorm(module: Any, _method: str) -> bool:
+    """Flax's ``nn.BatchNorm`` or a port's own (``pixjax.models.resnet.BatchNorm``)."""
+    return isinstance(module, nn.BatchNorm) or "BatchNorm" in type(module).__name__
+
+
+def check_batchnorm_batch(
+    model: Any, variables: Any, batch_size: int, image_shape: Sequence[int]
+) -> None:
+    """Refuses a training batch that leaves a BatchNorm layer one value per channel
+    (``batch x H x W == 1`` at that layer, e.g. batch 1 after the last pooling): the
+    batch statistics are then the value itself, the normalised output is 0 whatever
+    the input, and training silently learns nothing (PyTorch raises "Expected more
+    than 1 value per channel when training"). Shape-only: costs a trace.
+
+    Args:
+      model: a Linen module taking ``train=True``.
+      variables: its variables (arrays or ``jax.ShapeDtypeStruct``); models without
+        ``batch_stats`` pass at once.
+      batch_size: images per training step as the model sees them.
+      image_shape: ``(H, W, C)``.
+
+    Raises:
+      ValueError: naming ``batch_size``, the image size and the layer.
+    """
+    if not variables.get("batch_stats"):
+        return
+
+    def bn_outputs(v, x):
+        _, state = model.apply(
+            v,
+            x,
+            train=True,
+            mutable=["batch_stats", "intermediates"],
+            capture_intermediates=_is_batchnorm,
+            rngs={"dropout": jax.random.key(0)},
+        )
+        return state.get("intermediates", {})
+
+    x = jax.ShapeDtypeStruct((batch_size, *image_shape), jnp.float32)
+    for path, leaf in jax.tree_util.tree_leaves_with_path(
+        jax.eval_shape(bn_outputs, variables, x)
+    ):
+        if int(np.prod(leaf.shape[:-1])) <= 1:
+            h, w = image_shape[:2]
+            layer = "/".join(
+                str(k.key) for k in path if getattr(k, "key", "__call__") != "__call__"
+            )
+            raise ValueError(
+                f"batch_size: {batch_size} image(s) of {h}x{w} leave BatchNorm layer "
+                f"{layer} one value per channel (its input "
+                f"is {tuple(leaf.shape)}), so it would output zeros whatever the "
+                "input; use a larger batch_size or larger images"
+            )
 
 
 def epoch_batches(key: PRNGKey, n: int, batch_size: int) -> np.ndarray:
