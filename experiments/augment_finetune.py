@@ -28,7 +28,7 @@ from experiments.pixel_change import load_model
 from pixjax import checkpoints, data
 from pixjax.attacks import check_args
 from pixjax.evaluation import make_sweeper, mcnemar, pixel_index, run_sweep, summarize
-from pixjax.perturb import PixelConfig, pixel_change, stack_configs
+from pixjax.perturb import PixelConfig, pixel_change
 from pixjax.training import (
     check_batchnorm_batch,
     create_state,
@@ -113,12 +113,8 @@ def validate(config: Config):
             f"max_shift: expected less than the image size {shape[:2]}, got "
             f"{config.max_shift}"
         )
-    for n in config.nums:
-        if isinstance(n, bool) or not 1 <= n <= shape[0] * shape[1]:
-            raise common.ConfigError(
-                f"nums: expected 1..{shape[0] * shape[1]} pixels, got {n}"
-            )
-    stack_configs([PixelConfig(n) for n in config.eval_nums], shape)
+    common.require_nums(config, "nums", shape)
+    common.require_nums(config, "eval_nums", shape)
     try:  # every step trains on the clean batch and its augmented copies
         check_batchnorm_batch(module, variables, 2 * config.batch_size, shape)
     except ValueError as e:

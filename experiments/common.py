@@ -65,6 +65,26 @@ def require_nonempty(config: Any, *names: str) -> None:
             raise ConfigError(f"{name}: expected at least one value, got none")
 
 
+def require_nums(
+    config: Any, name: str, image_shape, per_channel: bool = False
+) -> None:
+    """Each value of the tuple field ``name`` (a Num: pixels, or (pixel, channel)
+    entries with ``per_channel``) must lie in ``1 .. H W (C)``; errors name the field
+    the user set."""
+    h, w, c = image_shape
+    units = h * w * (c if per_channel else 1)
+    values = getattr(config, name)
+    if not values:
+        raise ConfigError(f"{name}: expected at least one value, got none")
+    for n in values:
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= units:
+            raise ConfigError(
+                f"{name}: expected 1..{units} (the image has {h}x{w} pixels"
+                + (f" x {c} channels" if per_channel else "")
+                + f"), got {n!r}"
+            )
+
+
 def require_magnitudes(values) -> None:
     for r in values:
         if not 0 < r <= 255:

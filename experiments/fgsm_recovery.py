@@ -56,6 +56,7 @@ def validate(config: Config):
         raise common.ConfigError(f"examples: expected 0 or more, got {config.examples}")
     dataset = data.load(config.dataset, config.split, limit=config.limit)
     module, variables, meta = load_model(config, dataset.image_shape)
+    common.require_nums(config, "nums", dataset.image_shape, config.per_channel)
     grid, series = build_grid(config)
     stack_configs(grid, dataset.image_shape, config.per_channel)
     labels = dataset.labels

@@ -124,15 +124,7 @@ def validate(config: Config) -> Setup:
             models.num_logits(module.apply, variables, dataset.image_shape),
             argument=f"labels of {dataset.name}",
         )
-    h, w, c = dataset.image_shape
-    units = h * w * (c if config.per_channel else 1)
-    for n in config.nums:
-        if isinstance(n, bool) or not 1 <= n <= units:
-            raise common.ConfigError(
-                f"nums: expected 1..{units} (the image has {h}x{w} pixels"
-                + (f" x {c} channels" if config.per_channel else "")
-                + f"), got {n}"
-            )
+    common.require_nums(config, "nums", dataset.image_shape, config.per_channel)
     grid, members = build_grid(config, dataset.image_shape)
     if 3 in config.experiments and not members.get(3):
         raise common.ConfigError(

@@ -428,3 +428,50 @@ def test_batchnorm_with_one_value_per_channel_is_refused(tmp_path, capsys):
     v = jax.eval_shape(lambda: models.init_variables(m, jax.random.key(0), (32, 32, 3)))
     check_batchnorm_batch(m, v, 2, (32, 32, 3))  # two images: 2 values per channel
     check_batchnorm_batch(m, v, 1, (64, 64, 3))  # a 2x2 map: 4 values
+
+
+# ------------------------------------------------------------ late or missing checks
+
+
+@pytest.mark.parametrize(
+    "experiment, override, message",
+    [
+        ("fgsm-recovery", "nums=0", "nums: expected 1..784"),
+        ("fgsm-recovery", "nums=785", "nums: expected 1..784"),
+        ("fgsm-recovery", "examples=-1", "examples: expected 0 or more"),
+        ("augment-finetune", "eval_nums=0", "eval_nums: expected 1..784"),
+        ("augment-finetune", "max_shift=100", "max_shift: expected less than"),
+        ("augment-finetune", "learning_rate=-1", "learning_rate: expected a positive"),
+        ("train", "weight_decay=-1", "weight_decay: expected 0 or more"),
+        ("pixel-change", "nums=0", "nums: expected 1..784"),
+    ],
+)
+def test_values_checked_before_any_work(
+    tmp_path, capsys, experiment, override, message
+):
+    wd = tmp_path / "never"
+    extra = ["baselines=shift"] if override.startswith("max_shift") else []
+    assert _run(experiment, wd, override, *extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not wd.exists()
+
+
+@pytest.mark.parametrize(
+    "experiment",
+    ["pixel-change", "fgsm-recovery", "augment-finetune", "train", "rbm-nudge"],
+)
+def test_an_empty_dataset_is_one_clear_error(tmp_path, capsys, experiment):
+    from test_data import _write_idx_split
+
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    for prefix in ("train", "t10k"):
+        _write_idx_split(
+            folder, prefix, np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.uint8)
+        )
+    wd = tmp_path / "never"
+    assert _run(experiment, wd, f"dataset=idx:{folder}") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holds no images" in err, err
+    assert not wd.exists()

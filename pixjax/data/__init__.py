@@ -85,6 +85,11 @@ def load(spec: str = "mnist-sample", split: str = "test", **kwargs) -> Dataset:
         if int(limit) <= 0:
             raise ValueError(f"limit: expected a positive integer, got {limit!r}")
         data = data.take(slice(0, int(limit)))
+    if len(data.images) == 0:
+        raise ValueError(
+            f"dataset: {data.name} holds no images (split {split!r}); an experiment "
+            "needs at least one"
+        )
     if data.labels is not None and data.class_names:
         check_labels(
             data.labels,
