@@ -70,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--num-classes", type=int, default=None, help="default: from the file"
     )
+    c.add_argument(
+        "--input-size",
+        default=None,
+        metavar="H,W,C",
+        help="the image size the weights were trained on, recorded as the model's "
+        "default (default 224,224,3); experiments take any size the model accepts",
+    )
     return p
 
 
@@ -95,8 +102,23 @@ def main(argv: list[str] | None = None) -> int:
         from pixjax.models import convert
 
         try:
+            shape = None
+            if args.input_size is not None:
+                try:
+                    shape = tuple(int(v) for v in args.input_size.split(","))
+                except ValueError:
+                    shape = ()
+                if len(shape) != 3 or min(shape) <= 0:
+                    raise ValueError(
+                        f"--input-size: expected H,W,C positive integers, got "
+                        f"{args.input_size!r}"
+                    )
             out = convert.convert_file(
-                args.arch, args.weights, args.out_dir, num_classes=args.num_classes
+                args.arch,
+                args.weights,
+                args.out_dir,
+                num_classes=args.num_classes,
+                input_shape=shape,
             )
         except (ValueError, OSError) as e:
             print(f"pixjax: error: {e}", file=sys.stderr)

@@ -52,13 +52,17 @@ def load_model(config: Config, image_shape: tuple[int, ...]):
             f"checkpoint: {str(path)!r} does not exist; shipped checkpoints: "
             f"{sorted(p.name for p in common.SHIPPED_CHECKPOINTS.glob('*') if p.is_dir())}"
         )
-    meta = checkpoints.read_metadata(path)
-    if tuple(meta["input_shape"]) != tuple(image_shape):
-        raise common.ConfigError(
-            f"dataset: images of shape {tuple(image_shape)} do not fit checkpoint "
-            f"{str(path)!r}, which takes {tuple(meta['input_shape'])}"
-        )
     module, variables, meta = checkpoints.load_model(path, arch=config.model)
+    if tuple(meta["input_shape"]) != tuple(image_shape):
+        # Any size the architecture takes with these weights is fine (a converted
+        # ResNet records 224x224 but runs on 32x32); the recorded one is a default.
+        try:
+            models.check_input(module, variables, image_shape)
+        except ValueError as e:
+            raise common.ConfigError(
+                f"dataset: images of shape {tuple(image_shape)} do not fit checkpoint "
+                f"{str(path)!r} (recorded input {tuple(meta['input_shape'])}): {e}"
+            ) from None
     return module, variables, meta
 
 

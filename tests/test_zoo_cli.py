@@ -114,3 +114,44 @@ def test_main_job_runs_one_model_per_family(arch, tmp_path):
     res = json.loads((wd / "results.json").read_text())
     assert res["metadata"]["image_shape"] == [224, 224, 3]
     assert [c["num"] for c in res["configs"]] == [1, 64]
+
+
+def test_converted_model_runs_on_the_size_it_was_trained_on(tmp_path, capsys):
+    """A torchvision resnet18(num_classes=10) trained on 32x32 images: converted with
+    --input-size it records 32x32; converted without, it still runs on 32x32 data
+    (any size the architecture takes); a LeNet-5 on 32x32 is refused clearly."""
+    import numpy as np
+    from PIL import Image
+
+    torch.manual_seed(2)
+    pth = tmp_path / "r18c10.pth"
+    torch.save(
+        torchvision.models.resnet18(weights=None, num_classes=10).state_dict(), pth
+    )
+    folder = tmp_path / "rgb32"
+    rng = np.random.default_rng(0)
+    for c in range(10):
+        (folder / f"c{c}").mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), np.uint8)).save(
+            folder / f"c{c}" / "0.png"
+        )
+    recorded, default = tmp_path / "rec", tmp_path / "def"
+    args = ["convert", "resnet18", str(pth)]
+    assert cli.main([*args, str(recorded), "--input-size", "32,32,3"]) == 0
+    assert checkpoints.read_metadata(recorded)["input_shape"] == [32, 32, 3]
+    assert cli.main([*args, str(default)]) == 0
+    assert cli.main([*args, str(tmp_path / "bad"), "--input-size", "32,32"]) == 2
+    assert "--input-size: expected H,W,C" in capsys.readouterr().err
+    run = ["--preset", "smoke", "model=resnet18", f"dataset=folder:{folder}"]
+    run += ["experiments=1", "nums=1", "seeds=0", "batch_size=10"]
+    for ck in (recorded, default):
+        wd = tmp_path / f"run-{ck.name}"
+        cmd = ["run", "pixel-change", "--workdir", str(wd), f"checkpoint={ck}", *run]
+        assert cli.main(cmd) == 0
+        res = json.loads((wd / "results.json").read_text())
+        assert res["metadata"]["image_shape"] == [32, 32, 3]
+    wd = tmp_path / "never"
+    cmd = ["run", "pixel-change", "--workdir", str(wd), "--preset", "smoke"]
+    assert cli.main([*cmd, f"dataset=folder:{folder}"]) == 2  # LeNet-5, 1 channel
+    assert "do not fit checkpoint" in capsys.readouterr().err
+    assert not wd.exists()

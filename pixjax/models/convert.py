@@ -318,21 +318,32 @@ def convert_file(
     *,
     num_classes: int | None = None,
     class_names: Sequence[str] | None = None,
+    input_shape: Sequence[int] | None = None,
 ) -> pathlib.Path:
     """Converts a torchvision ``.pth`` into a pixjax model directory.
 
     The directory (``pixjax.checkpoints.save_model``) records ``arch``,
-    ``model_kwargs`` (``num_classes``), ``input_shape`` ``[224, 224, 3]``, the source file
-    and, if given, ``class_names``; ``pixjax.checkpoints.load_model`` reads it back
-    without torch.
+    ``model_kwargs`` (``num_classes``), ``input_shape`` (the size the weights were
+    trained on; default the architecture's ``[224, 224, 3]``), the source file and, if
+    given, ``class_names``; ``pixjax.checkpoints.load_model`` reads it back without
+    torch. Experiments accept any input size the architecture takes with these
+    weights (:func:`pixjax.models.check_input`), the recorded one is the default.
 
     Returns:
       The absolute path of ``out_dir``.
+
+    Raises:
+      ValueError: bad arguments, a file that is not a state dict of ``arch``, or an
+        ``input_shape`` the weights cannot take.
     """
     from pixjax import checkpoints  # checkpoints imports models: import late
 
+    shape = tuple(input_shape or models.DEFAULT_INPUT_SHAPES[arch])
     variables = load_torchvision_file(arch, weights_path, num_classes=num_classes)
     n = _num_classes(arch, variables)
+    if input_shape is not None:
+        module = models.get_model(arch, num_classes=n)
+        models.check_input(module, variables, shape)
     if class_names is not None and len(class_names) != n:
         raise ValueError(
             f"class_names: {len(class_names)} names for a model with {n} classes"
@@ -340,7 +351,7 @@ def convert_file(
     metadata: dict[str, Any] = {
         "arch": arch,
         "model_kwargs": {"num_classes": n},
-        "input_shape": list(models.DEFAULT_INPUT_SHAPES[arch]),
+        "input_shape": list(shape),
         "source": str(pathlib.Path(weights_path).absolute()),
         "converted_from": "torchvision",
     }
