@@ -374,3 +374,17 @@ def test_tfds_absent_fails_fast(tmp_path, monkeypatch):
         assert "tfds build mnist" in str(info.value)
         assert "download_and_prepare" in str(info.value)
     assert str(tmp_path) in str(info.value)  # the env var's directory was used
+
+
+@pytest.mark.parametrize("text", ["{garbage", "", "[]"])
+def test_tfds_garbage_dataset_info_is_one_error(tfds_dir, tmp_path, text):
+    import shutil
+
+    from pixjax.data.tfds_source import load_tfds
+
+    copy = tmp_path / "tfds"
+    shutil.copytree(tfds_dir, copy)
+    (info,) = copy.rglob("dataset_info.json")
+    info.write_text(text)
+    with pytest.raises(ValueError, match=r"dataset_info\.json' cannot be read"):
+        load_tfds(_TFDS_NAME, "test", data_dir=copy)

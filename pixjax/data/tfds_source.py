@@ -235,8 +235,16 @@ def load_tfds(
 
     data_dir = os.fspath(data_dir) if data_dir is not None else default_data_dir()
     size = check_size(size)
-    builder = tfds.builder_from_directory(find_prepared(name, data_dir))
-    info = builder.info
+    prepared = find_prepared(name, data_dir)
+    try:
+        builder = tfds.builder_from_directory(prepared)
+        info = builder.info
+    except Exception as e:  # noqa: BLE001 - tfds raises many kinds for a bad info file
+        raise ValueError(
+            f"tfds dataset {name!r}: {os.path.join(prepared, _INFO_FILE)!r} cannot be "
+            f"read ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+            "); re-prepare the dataset"
+        ) from e
     usable = set(info.available_file_formats()) & set(
         tfds.core.FileFormat.with_random_access()
     )
