@@ -45,9 +45,12 @@ def check_dataset_attack(
     *,
     norm: str,
     loss: str,
+    batch_size: int = 1,
+    one_eps: bool = False,
 ) -> None:
     """uint8 ``[N, H, W, C]`` images (``N >= 1``), labels ``[N]`` inside the model's
-    classes, eps / norm / loss in range.
+    classes, eps (one value with ``one_eps``, else a sequence) / norm / loss in range,
+    a positive integer batch size.
 
     Raises:
       ValueError: naming the argument and the accepted values.
@@ -55,6 +58,12 @@ def check_dataset_attack(
     check_images(images)
     if len(images) == 0:
         raise ValueError("images: expected a non-empty dataset, got 0 images")
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int | np.integer)
+        or batch_size < 1
+    ):
+        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
     check_args(
         eps,
         norm,
@@ -63,7 +72,10 @@ def check_dataset_attack(
         loss=loss,
         image_shape=images.shape[1:],
         num_images=len(images),
+        one_eps=one_eps,
     )
+    if not one_eps and np.ndim(eps) != 1:
+        raise ValueError(f"eps: expected a sequence of values, got {eps!r}")
 
 
 @functools.lru_cache(maxsize=8)
@@ -76,6 +88,20 @@ def _fgsm_step(apply_fn, eps: float, norm: str, loss: str):
         adv_u8 = jnp.round(res.images * 255.0).astype(jnp.uint8)
         pred = jnp.argmax(f(adv_u8.astype(jnp.float32) / 255.0), -1)
         return adv_u8, pred, jnp.argmax(f(x), -1), res.zero_gradient
+
+    return step
+
+
+@functools.lru_cache(maxsize=8)
+def _sweep_step(apply_fn, eps: tuple[float, ...], norm: str, loss: str):
+    eps_arr = jnp.asarray(eps, jnp.float32)
+
+    @jax.jit
+    def step(variables, x_u8, y):
+        f = functools.partial(apply_fn, variables)
+        x = x_u8.astype(jnp.float32) / 255.0
+        out = fgsm_sweep(f, x, y, eps_arr, norm=norm, loss=loss)
+        return out.pred, out.clean_pred, out.zero_gradient
 
     return step
 
@@ -107,7 +133,18 @@ def fgsm_dataset(
     Raises:
       ValueError: bad images, labels, eps, norm or loss (before any work).
     """
-    check_dataset_attack(apply_fn, variables, images, labels, eps, norm=norm, loss=loss)
+    labels = None if labels is None else np.asarray(labels)
+    check_dataset_attack(
+        apply_fn,
+        variables,
+        images,
+        labels,
+        eps,
+        norm=norm,
+        loss=loss,
+        batch_size=batch_size,
+        one_eps=True,
+    )
     step = _fgsm_step(apply_fn, float(eps), norm, loss)
     n = images.shape[0]
     b = min(batch_size, n)
@@ -117,7 +154,9 @@ def fgsm_dataset(
         for acc, a in zip(parts, out, strict=True):
             acc.append(np.asarray(a)[: e - s])
     result = Adversarial(*(np.concatenate(p) for p in parts))
-    warn_zero_gradient(result.zero_gradient, f"FGSM (eps {eps:g}, {norm}, {loss})")
+    warn_zero_gradient(
+        result.zero_gradient, f"FGSM (eps {float(eps):g}, {norm}, {loss})"
+    )
     return result
 
 
@@ -139,16 +178,18 @@ def eps_curve(
     Raises:
       ValueError: bad images, labels, eps, norm or loss (before any work).
     """
-    check_dataset_attack(apply_fn, variables, images, labels, eps, norm=norm, loss=loss)
-    eps_arr = jnp.asarray(eps, jnp.float32)
-
-    @jax.jit
-    def step(variables, x_u8, y):
-        f = functools.partial(apply_fn, variables)
-        x = x_u8.astype(jnp.float32) / 255.0
-        out = fgsm_sweep(f, x, y, eps_arr, norm=norm, loss=loss)
-        return out.pred, out.clean_pred, out.zero_gradient
-
+    labels = None if labels is None else np.asarray(labels)
+    check_dataset_attack(
+        apply_fn,
+        variables,
+        images,
+        labels,
+        eps,
+        norm=norm,
+        loss=loss,
+        batch_size=batch_size,
+    )
+    step = _sweep_step(apply_fn, tuple(float(e) for e in eps), norm, loss)
     n = images.shape[0]
     b = min(batch_size, n)
     preds, cleans, zeros = [], [], []

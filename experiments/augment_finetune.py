@@ -25,7 +25,7 @@ from experiments.adversarial import check_dataset_attack, eps_curve, fgsm_datase
 from experiments.configs.augment_finetune import Config
 from experiments.fitting import fit
 from experiments.pixel_change import load_model
-from pixjax import checkpoints, data
+from pixjax import checkpoints, data, models
 from pixjax.attacks import check_args
 from pixjax.evaluation import make_sweeper, mcnemar, pixel_index, run_sweep, summarize
 from pixjax.perturb import PixelConfig, pixel_change
@@ -106,7 +106,14 @@ def validate(config: Config):
             eps,
             norm="linf",
             loss=config.loss,
+            batch_size=config.batch_size_eval,
+            one_eps=eps is config.eps,
         )
+    data.check_labels(
+        train.labels,
+        models.num_logits(module.apply, variables, train.image_shape),
+        argument=f"labels of {train.name}",
+    )
     shape = train.image_shape
     if "shift" in config.baselines and config.max_shift >= min(shape[:2]):
         raise common.ConfigError(

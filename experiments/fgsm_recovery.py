@@ -72,6 +72,8 @@ def validate(config: Config):
             eps,
             norm=config.norm,
             loss=config.loss,
+            batch_size=config.batch_size,
+            one_eps=eps is config.eps,
         )
     return module, variables, meta, dataset, labels, grid, series
 

@@ -244,7 +244,8 @@ def test_zero_gradients_are_counted_and_warned(setup):
     _, _, x, y = setup
     x = x[:12].copy()
     x[[2, 5, 7]] = 0.3  # no pixel above 0.5: dead ReLUs, zero gradient
-    xj, yj = jnp.asarray(x), jnp.asarray(y[:12])
+    xj = jnp.asarray(x)
+    yj = jnp.argmax(_toy_relu(xj), -1)  # correctly classified: not yet won
     want = np.zeros(12, bool)
     want[[2, 5, 7]] = True
     with pytest.warns(VanishedGradientWarning, match="3 of 12 images"):
@@ -404,7 +405,7 @@ def test_pgd_deterministic_and_stronger_than_fgsm(setup):
             {"eps": 0.1, "targeted": True, "targets": np.full(64, 1.0)},
             "targets: expected integer classes",
         ),
-        ({"eps": 0.1, "num_classes": 5}, r"labels: expected classes in 0..4"),
+        ({"eps": 0.1, "num_classes": 5}, r"num_classes: expected the model.s 10"),
     ],
 )
 def test_bad_arguments(setup, kwargs, match):
@@ -478,3 +479,61 @@ def test_bad_pgd_and_sweep_arguments(setup):
     two = lambda im: f(im)[:, :2]
     with pytest.raises(ValueError, match="loss: 'dlr' .* at least 3 classes"):
         fgsm(two, xj, jnp.zeros_like(yj), 0.1, loss="dlr")
+
+
+def test_array_likes_and_malformed_arguments(setup):
+    """Lists work like arrays; anything that is not a real number, a PRNG key or one
+    eps where one is expected is one ValueError naming the argument."""
+    f, _, x, y = setup
+    xj, yj = jnp.asarray(x[:8]), jnp.asarray(y[:8])
+    ref = fgsm(f, xj, yj, 0.1).images
+    np.testing.assert_array_equal(fgsm(f, xj.tolist(), yj.tolist(), 0.1).images, ref)
+    t = ((np.asarray(yj) + 1) % 10).tolist()
+    fgsm(f, xj, yj, 0.1, targeted=True, targets=t)
+    cases = [
+        (lambda: fgsm(f, xj, yj, np.full(8, 0.1)), "eps: expected one value"),
+        (lambda: fgsm(f, xj, yj, [0.1, 0.2]), "eps: expected one value"),
+        (lambda: fgsm(f, xj, yj, "0.1"), "eps: expected real numbers"),
+        (lambda: fgsm(f, xj, yj, None), "eps: expected real numbers"),
+        (lambda: fgsm(f, xj, yj, True), "eps: expected real numbers"),
+        (lambda: fgsm(f, xj, yj, 0.1 + 0j), "eps: expected real numbers"),
+        (lambda: fgsm_sweep(f, xj, yj, [[0.1, 0.2]]), "eps: expected a 1-D"),
+        (lambda: fgsm_sweep(f, xj, yj, ["a"]), "eps: expected real numbers"),
+        (lambda: fgsm(f, xj, yj, 0.1, num_classes=100), "num_classes: expected the"),
+        (lambda: fgsm(f, xj, yj, 0.1, num_classes=2.5), "num_classes: expected a"),
+        (lambda: fgsm(f, xj, yj, 0.1, num_classes=0), "num_classes: expected a"),
+    ]
+    run = functools.partial(pgd, f, jax.random.key(0), xj, yj, 0.1, steps=1)
+    cases += [
+        (lambda: run(step_size=[0.01]), "step_size: expected one number"),
+        (lambda: run(step_size="0.1"), "step_size: expected real numbers"),
+        (lambda: run(step_size=None), "step_size: expected a positive number"),
+        (
+            lambda: pgd(f, 0, xj, yj, 0.1, step_size=0.1, steps=1),
+            "key: expected a PRNG key",
+        ),
+        (
+            lambda: pgd(f, "k", xj, yj, 0.1, step_size=0.1, steps=1),
+            "key: expected a PRNG key",
+        ),
+    ]
+    for call, match in cases:
+        with pytest.raises(ValueError, match=match):
+            call()
+    pgd(f, jax.random.PRNGKey(0), xj, yj, 0.1, step_size=0.1, steps=1)  # raw key
+
+
+def test_won_images_are_not_counted_and_nan_moves_nothing(first500):
+    """DLR is flat where the label ranks third (the image is already misclassified):
+    that is not a vanished gradient. A NaN gradient is counted and moves nothing."""
+    f, _, x, y = first500
+    xj, yj = jnp.asarray(x[:200]), jnp.asarray(y[:200])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", VanishedGradientWarning)
+        r = pgd(f, jax.random.key(0), xj, yj, 0.3, step_size=0.05, steps=10, loss="dlr")
+        fgsm(f, xj, yj, 0.3, loss="dlr")
+    assert not np.asarray(r.zero_gradient).any()
+    nan_logits = lambda im: f(im) * jnp.nan
+    with pytest.warns(VanishedGradientWarning, match="8 of 8 images"):
+        out = fgsm(nan_logits, xj[:8], yj[:8], 0.1)
+    np.testing.assert_array_equal(out.images, xj[:8])

@@ -283,6 +283,7 @@ def test_fgsm_dataset_counts_and_warns_zero_gradients(mnist_test):
     x = mnist_test.images[::100].copy()
     y = mnist_test.labels[::100]
     x[[1, 4]] = 100  # 100 / 255 < 0.5 everywhere
+    y = np.asarray(apply_fn(v, x.astype(np.float32) / 255).argmax(-1))  # all correct
     with pytest.warns(VanishedGradientWarning, match="2 of 20 images"):
         adv = fgsm_dataset(apply_fn, v, x, y, 0.1, batch_size=8)
     assert np.flatnonzero(adv.zero_gradient).tolist() == [1, 4]
@@ -294,3 +295,24 @@ def test_fgsm_dataset_counts_and_warns_zero_gradients(mnist_test):
         fgsm_dataset(apply_fn, v, x.astype(np.float32), y, 0.1)
     with pytest.raises(ValueError, match="images: expected a non-empty dataset"):
         fgsm_dataset(apply_fn, v, x[:0], y[:0], 0.1)
+
+
+def test_dataset_drivers_check_their_arguments_and_compile_once(lenet, mnist_test):
+    from experiments import adversarial
+
+    module, v, _ = lenet
+    x, y = mnist_test.images[:40], mnist_test.labels[:40]
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="batch_size: expected a positive integer"):
+            adversarial.fgsm_dataset(module.apply, v, x, y, 0.1, batch_size=bad)
+    with pytest.raises(ValueError, match="eps: expected one value"):
+        adversarial.fgsm_dataset(module.apply, v, x, y, [0.1, 0.2])
+    with pytest.raises(ValueError, match="eps: expected a sequence"):
+        adversarial.eps_curve(module.apply, v, x, y, 0.1)
+    a = adversarial.fgsm_dataset(module.apply, v, x, list(y), 0.1, batch_size=16)
+    b = adversarial.fgsm_dataset(module.apply, v, x, y, 0.1, batch_size=16)
+    np.testing.assert_array_equal(a.images, b.images)
+    adversarial._sweep_step.cache_clear()
+    c1 = adversarial.eps_curve(module.apply, v, x, y, [0.0, 0.1], batch_size=16)
+    c2 = adversarial.eps_curve(module.apply, v, x, y, [0.0, 0.1], batch_size=16)
+    assert c1 == c2 and adversarial._sweep_step.cache_info().hits == 1

@@ -69,9 +69,10 @@ def warn_zero_gradient(zero_gradient, attack: str = "attack") -> int:
     total = f" of {z.size}" if z.dtype == bool else ""
     if count:
         warnings.warn(
-            f"{attack}: {count}{total} images have an exactly zero input gradient; the "
-            "attack cannot move them, so they look robust without being so (try "
-            "loss='margin', or check the model for saturated or masked gradients)",
+            f"{attack}: {count}{total} images have an exactly zero (or non-finite) "
+            "input gradient; the attack cannot move them, so they look robust without "
+            "being so (try loss='margin', or check the model for saturated or masked "
+            "gradients)",
             VanishedGradientWarning,
             stacklevel=3,
         )
@@ -81,6 +82,28 @@ def warn_zero_gradient(zero_gradient, attack: str = "attack") -> int:
 def _max_l2(image_shape) -> float:
     """The largest L2 distance between two images in ``[0, 1]``: ``sqrt(H * W * C)``."""
     return math.sqrt(float(np.prod(image_shape)))
+
+
+def _check_num_classes(num_classes) -> None:
+    if num_classes is not None and (
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, int | np.integer)
+        or num_classes < 1
+    ):
+        raise ValueError(
+            f"num_classes: expected a positive integer, got {num_classes!r}"
+        )
+
+
+def _numbers(name: str, value) -> np.ndarray:
+    """``value`` as float64, refusing what is not real numbers (None, strings,
+    booleans, complex numbers, objects)."""
+    a = None if value is None or isinstance(value, str | bytes) else np.asarray(value)
+    if a is None or not (
+        np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)
+    ):
+        raise ValueError(f"{name}: expected real numbers, got {value!r}")
+    return a.astype(np.float64)
 
 
 def check_args(
@@ -96,6 +119,7 @@ def check_args(
     steps=None,
     image_shape: Sequence[int] | None = None,
     num_images: int | None = None,
+    one_eps: bool = False,
 ) -> None:
     """Host-side checks of attack arguments (traced values are skipped).
 
@@ -111,12 +135,14 @@ def check_args(
         positive integer number of steps; ``None`` skips them.
       image_shape: ``(H, W, C)``, for the L2 ranges.
       num_images: ``N``; labels must then have shape ``(N,)``.
+      one_eps: ``eps`` must be a single number (FGSM, PGD), not a sequence.
 
     Raises:
       ValueError: naming the argument and the accepted values.
     """
     if norm not in NORMS:
         raise ValueError(f"norm: expected one of {NORMS}, got {norm!r}")
+    _check_num_classes(num_classes)
     check_loss(loss, targeted, num_classes)
     top = _max_l2(image_shape) if image_shape is not None else math.inf
     if norm == "linf":
@@ -125,8 +151,16 @@ def check_args(
         accepted = f"L2 lengths in [0, {top:.4g}] (sqrt(H*W*C), pixel space)"
     else:
         accepted = "finite values >= 0 (L2 length in pixel space)"
+    if eps is None:
+        raise ValueError("eps: expected real numbers, got None")
+    if one_eps and np.ndim(eps) != 0:
+        raise ValueError(
+            f"eps: expected one value (fgsm_sweep takes several), got {eps!r}"
+        )
+    if np.ndim(eps) > 1:
+        raise ValueError(f"eps: expected a 1-D sequence of values, got {eps!r}")
     if _concrete(eps):
-        e = np.asarray(eps, np.float64)
+        e = _numbers("eps", eps)
         if e.size == 0:
             raise ValueError("eps: expected at least one value, got none")
         hi = 1.0 if norm == "linf" else top
@@ -134,7 +168,9 @@ def check_args(
             raise ValueError(f"eps: expected {accepted}, got {eps}")
     if step_size is not None and _concrete(step_size):
         hi = 1.0 if norm == "linf" else top
-        s = float(step_size)
+        if np.ndim(step_size) != 0:
+            raise ValueError(f"step_size: expected one number, got {step_size!r}")
+        s = float(_numbers("step_size", step_size))
         if not (math.isfinite(s) and 0 < s <= hi):
             what = "(0, 1]" if norm == "linf" else f"(0, {hi:.4g}]"
             raise ValueError(f"step_size: expected a number in {what}, got {step_size}")
@@ -159,6 +195,11 @@ def check_args(
             check_labels(arr, num_classes, argument=name)
 
 
+def _arrays(*values):
+    """Lists and tuples (array-likes) as jax arrays; arrays and ``None`` unchanged."""
+    return tuple(jnp.asarray(v) if isinstance(v, list | tuple) else v for v in values)
+
+
 def check_attack(
     logits_fn: LogitsFn,
     images,
@@ -172,27 +213,33 @@ def check_attack(
     num_classes: int | None = None,
     step_size=None,
     steps=None,
+    one_eps: bool = False,
 ) -> int:
     """Every check an attack entry point makes before any work: images
     (:func:`pixjax.data.check_float_images`), labels / targets shapes, dtypes and classes, eps, norm,
     loss, and PGD's step size and steps (:func:`check_args`).
 
     Returns:
-      The number of classes (``num_classes``, or the number of logits ``logits_fn``
-      returns, found by abstract evaluation: no computation).
+      The number of classes: the number of logits ``logits_fn`` returns, found by
+      abstract evaluation (no computation); ``num_classes``, when given, must equal it.
 
     Raises:
       ValueError: naming the argument and the accepted values.
     """
     check_float_images(images)
     n = images.shape[0]
-    if num_classes is None:
-        out = jax.eval_shape(logits_fn, images)
-        if len(out.shape) != 2 or out.shape[0] != n:
-            raise ValueError(
-                f"logits_fn: expected logits of shape [{n}, classes], got {out.shape}"
-            )
-        num_classes = int(out.shape[-1])
+    out = jax.eval_shape(logits_fn, images)
+    if len(out.shape) != 2 or out.shape[0] != n:
+        raise ValueError(
+            f"logits_fn: expected logits of shape [{n}, classes], got {out.shape}"
+        )
+    _check_num_classes(num_classes)
+    if num_classes is not None and num_classes != out.shape[-1]:
+        raise ValueError(
+            f"num_classes: expected the model's {out.shape[-1]} logits, got "
+            f"{num_classes!r}"
+        )
+    num_classes = int(out.shape[-1])
     check_args(
         eps,
         norm,
@@ -205,6 +252,7 @@ def check_attack(
         steps=steps,
         image_shape=images.shape[1:],
         num_images=n,
+        one_eps=one_eps,
     )
     return num_classes
 
@@ -219,17 +267,16 @@ class LossGradient(NamedTuple):
       logits: ``[N, classes]`` logits of the images.
       loss: ``[N]`` the objective's value per image (cross-entropy in nats for
         ``loss="cross_entropy"``; minus it for the targeted form).
-      zero_gradient: ``[N]`` bool: the input gradient is exactly zero.
+      zero_gradient: ``[N]`` bool: the input gradient is exactly zero (or not finite,
+        then set to zero) on an image the attack has not already won (untargeted:
+        still classified as its label; targeted: not yet the target). On a won image
+        a flat loss is expected (e.g. DLR when the label ranks third) and not counted.
     """
 
     grad: jax.Array
     logits: jax.Array
     loss: jax.Array
     zero_gradient: jax.Array
-
-
-def _zero(grad: jax.Array) -> jax.Array:
-    return jnp.all(grad == 0, axis=tuple(range(1, grad.ndim)))
 
 
 def loss_gradient(
@@ -260,6 +307,7 @@ def loss_gradient(
     Raises:
       ValueError: bad images, labels, targets or loss (see :func:`check_attack`).
     """
+    images, labels, targets = _arrays(images, labels, targets)
     check_attack(
         logits_fn,
         images,
@@ -269,7 +317,9 @@ def loss_gradient(
         targets=targets,
         loss=loss,
     )
-    return _loss_gradient(logits_fn, images, labels, targets, loss)
+    g = _loss_gradient(logits_fn, images, labels, targets, loss)
+    warn_zero_gradient(g.zero_gradient, "loss_gradient")
+    return g
 
 
 def _loss_gradient(logits_fn, images, labels, targets, loss) -> LossGradient:
@@ -278,8 +328,25 @@ def _loss_gradient(logits_fn, images, labels, targets, loss) -> LossGradient:
     logits, vjp = jax.vjp(logits_fn, images)
     direction = jax.vmap(objective.logit_direction)(logits, labels, tgt)
     (grad,) = vjp(direction.astype(logits.dtype))
+    axes = tuple(range(1, grad.ndim))
+    finite = jnp.all(jnp.isfinite(grad), axis=axes)
+    grad = jnp.where(_per_image(finite, grad.ndim), grad, 0)  # NaN moves nothing
     value = jax.vmap(objective.value)(logits, labels, tgt)
-    return LossGradient(grad, logits, value, _zero(grad))
+    pred = jnp.argmax(logits, -1)
+    won = pred != labels if targets is None else pred == targets
+    won &= jnp.all(jnp.isfinite(logits), axis=-1)  # a NaN prediction wins nothing
+    zero = (jnp.all(grad == 0, axis=axes) | ~finite) & ~won
+    return LossGradient(grad, logits, value, zero)
+
+
+def _is_key(key) -> bool:
+    """A typed PRNG key (``jax.random.key``) or a raw ``uint32[2]`` one."""
+    dtype = getattr(key, "dtype", None)
+    if dtype is None:
+        return False
+    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        return np.ndim(key) == 0
+    return dtype == jnp.uint32 and np.shape(key) == (2,)
 
 
 def _per_image(v: jax.Array, ndim: int) -> jax.Array:
@@ -313,8 +380,9 @@ class AttackResult(NamedTuple):
     Attributes:
       images: ``[N, H, W, C]`` adversarial images in ``[0, 1]`` (same dtype as the
         input).
-      zero_gradient: ``[N]`` bool: the input gradient was exactly zero (FGSM), or zero
-        at one or more steps (PGD), so the attack could not move the image there.
+      zero_gradient: ``[N]`` bool: the input gradient was exactly zero or not finite
+        (FGSM), or so at one or more steps (PGD), on an image the attack had not yet
+        won: the attack could not move it there.
     """
 
     images: jax.Array
@@ -365,6 +433,7 @@ def fgsm(
       ValueError: for bad images (dtype, shape, empty, non-finite, outside ``[0, 1]``),
         labels, targets, eps, norm or loss, before any work.
     """
+    images, labels, targets = _arrays(images, labels, targets)
     check_attack(
         logits_fn,
         images,
@@ -375,6 +444,7 @@ def fgsm(
         targets=targets,
         loss=loss,
         num_classes=num_classes,
+        one_eps=True,
     )
     g = _loss_gradient(logits_fn, images, labels, targets if targeted else None, loss)
     adv = jnp.clip(images + eps * _direction(g.grad, norm), 0.0, 1.0)
@@ -424,6 +494,7 @@ def fgsm_sweep(
     Raises:
       ValueError: as :func:`fgsm`.
     """
+    images, labels, targets = _arrays(images, labels, targets)
     check_attack(
         logits_fn,
         images,
@@ -454,7 +525,9 @@ def fgsm_sweep(
 def project(x: jax.Array, images: jax.Array, eps, norm: str) -> jax.Array:
     """Projects ``x`` onto the ``norm`` ball of radius ``eps`` around ``images``, then
     onto ``[0, 1]`` (which only shrinks the distance). L2 norms are computed with
-    :func:`_l2_norm` (no underflow), so ``||result - images|| <= eps (1 + 1e-6)``."""
+    :func:`_l2_norm` (no underflow), so ``||result - images|| <= eps`` up to the
+    float32 rounding of ``images + delta`` (about 6e-8 per pixel near 1: relative
+    1e-5 on MNIST-size images at eps >= 0.1, more for tiny eps)."""
     delta = x - images
     if norm == "linf":
         delta = jnp.clip(delta, -eps, eps)
@@ -495,12 +568,14 @@ def pgd(
 
     Returns:
       An :class:`AttackResult`: images ``[N, H, W, C]`` in ``[0, 1]`` within ``eps`` of
-      ``images`` (L2: up to a relative 1e-6 of float rounding), and the ``[N]`` mask of
-      images whose gradient vanished at one or more steps.
+      ``images`` (L2: up to float32 rounding, see :func:`project`), and the ``[N]``
+      mask of images whose gradient vanished at one or more steps before the attack
+      had won them.
 
     Raises:
       ValueError: as :func:`fgsm`, and for ``step_size``, ``steps`` and a missing key.
     """
+    images, labels, targets = _arrays(images, labels, targets)
     check_attack(
         logits_fn,
         images,
@@ -513,11 +588,16 @@ def pgd(
         num_classes=num_classes,
         step_size=step_size,
         steps=steps,
+        one_eps=True,
     )
-    if isinstance(eps, Sequence) or np.ndim(eps) != 0:
-        raise ValueError(f"eps: expected one value, got {eps}")
+    if step_size is None:
+        raise ValueError("step_size: expected a positive number, got None")
     if random_start and key is None:
         raise ValueError("key: random_start=True needs a PRNG key, got None")
+    if random_start and not _is_key(key):
+        raise ValueError(
+            f"key: expected a PRNG key such as jax.random.key(0), got {key!r}"
+        )
     tgt = targets if targeted else None
 
     x = images

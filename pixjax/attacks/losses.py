@@ -26,7 +26,7 @@ L2), so they back-propagate ``grad inner`` (normalised per example) and never th
   Ratio: ``-(z_y - max_{j != y} z_j) / (z_pi1 - z_pi3 + 1e-12)`` (untargeted; ``pi`` sorts
   the logits in decreasing order; needs 3 classes) and
   ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12)`` (targeted; needs 4 classes).
-  Invariant to shifting and to positive scaling of the logits.
+  Invariant to shifting and to positive scaling of the logits (up to float rounding).
 
 All functions here take ``logits [C]`` (one example, any float dtype) and integer class
 scalars; batch them with ``jax.vmap``.
