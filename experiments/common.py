@@ -203,53 +203,96 @@ def _lock_workdir(path: pathlib.Path) -> None:
     _HELD_LOCKS[path] = fd
 
 
+def _read_record(
+    file: pathlib.Path, experiment: str, fields: set[str]
+) -> dict[str, Any]:
+    """The run record in ``config.json`` (``{"experiment", "config"}``; a bare config
+    with exactly this experiment's ``fields`` is a record of an earlier version).
+
+    Raises:
+      ConfigError: it is not one.
+    """
+    try:
+        record = json.loads(file.read_text())
+    except (OSError, ValueError) as e:
+        record, why = None, str(e)
+    else:
+        why = "not a pixjax run record"
+    if isinstance(record, dict) and "experiment" not in record:
+        # a bare config, as earlier versions wrote it: only with this config's fields
+        record = {"experiment": experiment, "config": record}
+        if set(record["config"]) != fields:
+            record = None
+    if not (isinstance(record, dict) and isinstance(record.get("config"), dict)):
+        raise ConfigError(
+            f"workdir: {str(file)!r} is unreadable ({why}); use another workdir or "
+            "--overwrite"
+        )
+    return record
+
+
 def _claim(path: pathlib.Path, experiment: str, config: Any, overwrite: bool) -> None:
     """Records ``experiment`` and ``config`` in ``config.json``; a rerun must match
     (``RUN_NEUTRAL_FIELDS`` aside) unless ``overwrite``, which first removes every file
-    of the old run."""
+    of the old run. A directory holding anything else is never used (nor emptied)."""
     cfg = json.loads(json.dumps(dataclasses.asdict(config), default=_default))
     record = {"experiment": experiment, "config": cfg}
     file = path / CONFIG_FILE
-    if file.exists() and not overwrite:
-        try:
-            previous = json.loads(file.read_text())
-        except (OSError, ValueError) as e:
+    others = sorted(p.name for p in path.iterdir() if p.name != LOCK_FILE)
+    if not file.exists():
+        if others:
             raise ConfigError(
-                f"workdir: {str(file)!r} is unreadable ({e}); use another workdir or "
-                "--overwrite"
-            ) from None
-        if "experiment" not in previous:  # written before the record had one
-            previous = {"experiment": experiment, "config": previous}
-        old_cfg = previous.get("config", {})
-        diff = sorted(
-            k
-            for k in set(cfg) | set(old_cfg)
-            if k not in RUN_NEUTRAL_FIELDS and cfg.get(k) != old_cfg.get(k)
-        )
-        if previous.get("experiment") != experiment or diff:
-            what = (
-                f"a {previous.get('experiment')!r} run"
-                if previous.get("experiment") != experiment
-                else "a run with another configuration (differs in: "
-                + ", ".join(f"{k}={old_cfg.get(k)!r}" for k in diff)
-                + ")"
+                f"workdir: {str(path)!r} holds files that are not a pixjax run "
+                f"({', '.join(others[:5])}{', ...' if len(others) > 5 else ''}); use an "
+                "empty or new directory"
             )
-            raise ConfigError(
-                f"workdir: {str(path)!r} holds {what}; rerun with the same settings to "
-                "resume, use a new workdir, or pass --overwrite to delete it"
-            )
+        write_json_atomic(file, record)
         return
     if overwrite:
+        try:
+            raw = json.loads(file.read_text())
+        except (OSError, ValueError):
+            raw = None
+        if not (
+            isinstance(raw, dict)
+            and isinstance(raw.get("experiment"), str)
+            and isinstance(raw.get("config"), dict)
+        ):
+            raise ConfigError(
+                f"workdir: {str(file)!r} is not a pixjax run record, and --overwrite "
+                "deletes only pixjax runs; use a new directory"
+            )
         import shutil
 
-        for entry in path.iterdir():
-            if entry.name == LOCK_FILE:
-                continue
+        for name in others:
+            entry = path / name
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
-    write_json_atomic(file, record)
+        write_json_atomic(file, record)
+        return
+    previous = _read_record(file, experiment, set(cfg))
+    old_cfg = previous["config"]
+    diff = sorted(
+        k
+        for k in set(cfg) | set(old_cfg)
+        if k not in RUN_NEUTRAL_FIELDS and cfg.get(k) != old_cfg.get(k)
+    )
+    if previous.get("experiment") != experiment or diff:
+        what = (
+            f"a {previous.get('experiment')!r} run"
+            if previous.get("experiment") != experiment
+            else "a run with another configuration (differs in: "
+            + ", ".join(
+                f"{k}: {old_cfg.get(k)!r} there, {cfg.get(k)!r} now" for k in diff
+            )
+            + ")"
+        )
+        raise ConfigError(
+            f"workdir: {str(path)!r} holds {what}; rerun with the same settings to "
+            "resume, use a new workdir, or pass --overwrite to delete it"
+        )
 
 
 def prepare_workdir(

@@ -25,11 +25,10 @@ from pixjax.training import Augment, TrainState, epoch_batches, make_train_step
 def _restore_one(manager, step: int, abstract):
     """``(state, history)`` of checkpoint ``step``, verified against its checksums and
     for finite values; raises ``ValueError`` saying what is wrong."""
-    items = manager.item_metadata(step)
-    names = set(items.keys()) if items is not None else set()
+    step_dir = pathlib.Path(manager.directory) / str(step)
     args = {"state": ocp.args.StandardRestore(abstract)}
-    for name in ("history", "checksums") if names else ():
-        if name in names:
+    for name in ("history", "checksums"):  # absent in checkpoints of older versions
+        if (step_dir / name).exists():
             args[name] = ocp.args.JsonRestore()
     try:
         restored = manager.restore(step, args=ocp.args.Composite(**args))

@@ -222,6 +222,12 @@ def read_metadata(directory: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(
             f"checkpoint: {str(meta)!r} has model_kwargs that are not an object"
         )
+    sums = obj.get(CHECKSUMS, {})
+    if not (isinstance(sums, dict) and all(isinstance(v, str) for v in sums.values())):
+        raise ValueError(
+            f"checkpoint: {str(meta)!r} has {CHECKSUMS!r} that are not an object of "
+            "strings"
+        )
     return obj
 
 
@@ -251,11 +257,18 @@ def load_model(
             f"checkpoint: {str(directory)!r} holds a {ckpt_arch!r} model, but model="
             f"{arch!r} was requested; pass a checkpoint of {arch!r} or model={ckpt_arch!r}"
         )
-    module = models.get_model(ckpt_arch, **meta.get("model_kwargs", {}))
     shape = tuple(meta["input_shape"])
-    abstract = jax.eval_shape(
-        lambda: models.init_variables(module, jax.random.key(0), shape)
-    )
+    try:
+        module = models.get_model(ckpt_arch, **meta.get("model_kwargs", {}))
+        abstract = jax.eval_shape(
+            lambda: models.init_variables(module, jax.random.key(0), shape)
+        )
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"checkpoint: {str(directory / METADATA)!r} does not describe a model "
+            f"(arch {ckpt_arch!r}, model_kwargs {meta.get('model_kwargs', {})}, "
+            f"input_shape {list(shape)}): {str(e).splitlines()[0][:200]}"
+        ) from None
     if not (directory / VARIABLES).exists():
         raise FileNotFoundError(
             f"checkpoint: missing {VARIABLES}/ in {str(directory)!r}"

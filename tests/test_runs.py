@@ -34,7 +34,8 @@ def test_rbm_nudge_rerun_with_another_config_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "holds a run with another configuration (differs in: " in err
-    assert "n_components=" in err and "shift=1" in err and "--overwrite" in err
+    assert "n_components: 64 there, 32 now" in err and "shift: 1 there, 2 now" in err
+    assert "--overwrite" in err
     after = {p: p.read_bytes() for p in wd.rglob("*") if p.is_file()}
     assert after == before  # nothing touched
     # a run of another experiment in the same workdir: refused too
@@ -307,6 +308,18 @@ def test_non_finite_models_are_neither_saved_nor_loaded(tmp_path, lenet):
     ck = ocp.StandardCheckpointer()
     ck.save(tmp_path / "m" / "variables", jax.device_get(bad), force=True)
     ck.wait_until_finished()
+    with pytest.raises(ValueError, match="do not match the checksums"):
+        checkpoints.load_model(tmp_path / "m")
+    meta_file = tmp_path / "m" / "metadata.json"  # without checksums (older files)
+    meta_file.write_text(
+        json.dumps(
+            {
+                k: v
+                for k, v in json.loads(meta_file.read_text()).items()
+                if k != "checksums"
+            }
+        )
+    )
     with pytest.raises(ValueError, match="holds non-finite values in .*fc3"):
         checkpoints.load_model(tmp_path / "m")
 
@@ -474,4 +487,52 @@ def test_an_empty_dataset_is_one_clear_error(tmp_path, capsys, experiment):
     assert _run(experiment, wd, f"dataset=idx:{folder}") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "holds no images" in err, err
+    assert not wd.exists()
+
+
+def test_a_directory_that_is_not_a_pixjax_run_is_never_used_nor_emptied(
+    tmp_path, capsys
+):
+    home = tmp_path / "home"
+    (home / "docs").mkdir(parents=True)
+    (home / "docs" / "thesis.tex").write_text("precious")
+    (home / "notes.txt").write_text("x")
+    for extra in ([], ["--overwrite"]):
+        assert _run("pixel-change", home, *extra) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1
+        assert "holds files that are not a pixjax run (docs, notes.txt)" in err
+    assert (home / "docs" / "thesis.tex").read_text() == "precious"
+    # a config.json that is not a run record: refused, with and without --overwrite
+    other = tmp_path / "other"
+    other.mkdir()
+    for text in ("[1, 2]", '{"experiment": "train", "config": null}', '{"a": 1}'):
+        (other / "config.json").write_text(text)
+        for extra in ([], ["--overwrite"]):
+            assert _run("pixel-change", other, *extra) == 2
+            err = capsys.readouterr().err.strip()
+            assert len(err.splitlines()) == 1 and "config.json" in err, err
+        assert (other / "config.json").read_text() == text
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"checksums": "x"}, "'checksums' that are not an object of strings"),
+        ({"model_kwargs": {"bogus": 1}}, "does not describe a model"),
+        ({"model_kwargs": {"num_classes": "ten"}}, "does not describe a model"),
+        ({"arch": "nonet"}, "holds a 'nonet' model, but model='lenet5'"),
+    ],
+)
+def test_metadata_that_parses_but_is_wrong_is_one_line(tmp_path, capsys, change, match):
+    import shutil
+
+    ck = tmp_path / "lenet"
+    shutil.copytree(os.path.join(common.SHIPPED_CHECKPOINTS, "lenet5-mnist"), ck)
+    meta = json.loads((ck / "metadata.json").read_text())
+    (ck / "metadata.json").write_text(json.dumps({**meta, **change}))
+    wd = tmp_path / "never"
+    assert _run("pixel-change", wd, f"checkpoint={ck}", "model=lenet5") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and match in err, err
     assert not wd.exists()

@@ -54,7 +54,11 @@ def test_save_load_round_trip(tmp_path):
     assert (out / "metadata.json").is_file() and (out / "variables").is_dir()
     module, restored, meta2 = checkpoints.load_model(tmp_path / "m", arch="lenet5")
     _assert_trees_equal(variables, restored)
-    assert meta2 == meta
+    checksums = meta2.pop("checksums")  # recorded by save_model, verified on load
+    assert meta2 == meta and set(checksums) == {
+        jax.tree_util.keystr(p)
+        for p, _ in jax.tree_util.tree_leaves_with_path(variables)
+    }
     assert module.num_classes == 4
 
 

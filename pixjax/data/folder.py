@@ -117,8 +117,8 @@ def _read_images(
             if other != first:
                 raise ValueError(
                     f"images differ in size: {paths[0]!r} is {first[0]}x{first[1]} "
-                    f"(HxW) but {path!r} is {other[0]}x{other[1]}; pass size=(H, W) "
-                    "to resize them all"
+                    f"(HxW) but {path!r} is {other[0]}x{other[1]}; resize them to one "
+                    "size, or load with pixjax.data.load(spec, size=(H, W))"
                 )
         size = first
     height, width = size

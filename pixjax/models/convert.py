@@ -338,8 +338,10 @@ def convert_file(
     """
     from pixjax import checkpoints  # checkpoints imports models: import late
 
-    shape = tuple(input_shape or models.DEFAULT_INPUT_SHAPES[arch])
+    if pathlib.Path(out_dir).exists() and not pathlib.Path(out_dir).is_dir():
+        raise ValueError(f"out_dir: {str(out_dir)!r} exists and is not a directory")
     variables = load_torchvision_file(arch, weights_path, num_classes=num_classes)
+    shape = tuple(input_shape or models.DEFAULT_INPUT_SHAPES[arch])
     n = _num_classes(arch, variables)
     if input_shape is not None:
         module = models.get_model(arch, num_classes=n)

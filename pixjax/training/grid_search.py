@@ -49,9 +49,11 @@ def stratified_kfold(labels: np.ndarray, folds: int) -> list[np.ndarray]:
         raise ValueError(f"folds: expected an integer >= 2, got {folds!r}")
     classes, counts = np.unique(labels, return_counts=True)
     if len(labels) < folds or counts.min() < folds:
+        small = classes[np.argmin(counts)]
         raise ValueError(
             f"folds: expected at most {int(min(len(labels), counts.min()))} (the "
-            f"samples of the smallest class), got {folds}"
+            f"samples of the smallest class, label {small}: check the labels), got "
+            f"{folds}"
         )
     out: list[list[np.ndarray]] = [[] for _ in range(folds)]
     for c in classes:
