@@ -106,15 +106,25 @@ def _sweep_step(apply_fn, eps: tuple[float, ...], norm: str, loss: str):
     return step
 
 
-def _batches(n: int, batch: int):
-    for s in range(0, n, batch):
-        yield s, min(s + batch, n)
-
-
 def _pad(a: np.ndarray, size: int) -> np.ndarray:
     if a.shape[0] == size:
         return a
     return np.concatenate([a, np.zeros((size - a.shape[0], *a.shape[1:]), a.dtype)])
+
+
+def _batched(step, variables, images, labels, batch_size: int, axes) -> list:
+    """``step(variables, images, labels)`` over fixed-size batches (the last one
+    zero-padded: one compilation); output ``k`` is cut to the real images and joined
+    along its image axis ``axes[k]``."""
+    n = images.shape[0]
+    b = min(batch_size, n)
+    parts: list[list[np.ndarray]] = [[] for _ in axes]
+    for s in range(0, n, b):
+        e = min(s + b, n)
+        out = step(variables, _pad(images[s:e], b), _pad(labels[s:e], b))
+        for acc, a, ax in zip(parts, out, axes, strict=True):
+            acc.append(np.take(np.asarray(a), np.arange(e - s), axis=ax))
+    return [np.concatenate(p, axis=ax) for p, ax in zip(parts, axes, strict=True)]
 
 
 def fgsm_dataset(
@@ -146,14 +156,9 @@ def fgsm_dataset(
         one_eps=True,
     )
     step = _fgsm_step(apply_fn, float(eps), norm, loss)
-    n = images.shape[0]
-    b = min(batch_size, n)
-    parts: list[list[np.ndarray]] = [[], [], [], []]
-    for s, e in _batches(n, b):
-        out = step(variables, _pad(images[s:e], b), _pad(labels[s:e], b))
-        for acc, a in zip(parts, out, strict=True):
-            acc.append(np.asarray(a)[: e - s])
-    result = Adversarial(*(np.concatenate(p) for p in parts))
+    result = Adversarial(
+        *_batched(step, variables, images, labels, batch_size, axes=(0, 0, 0, 0))
+    )
     warn_zero_gradient(
         result.zero_gradient, f"FGSM (eps {float(eps):g}, {norm}, {loss})"
     )
@@ -190,16 +195,10 @@ def eps_curve(
         batch_size=batch_size,
     )
     step = _sweep_step(apply_fn, tuple(float(e) for e in eps), norm, loss)
-    n = images.shape[0]
-    b = min(batch_size, n)
-    preds, cleans, zeros = [], [], []
-    for s, e in _batches(n, b):
-        p, c, z = step(variables, _pad(images[s:e], b), _pad(labels[s:e], b))
-        preds.append(np.asarray(p)[:, : e - s])
-        cleans.append(np.asarray(c)[: e - s])
-        zeros.append(np.asarray(z)[: e - s])
-    pred, clean = np.concatenate(preds, 1), np.concatenate(cleans)
-    zero = int(np.concatenate(zeros).sum())
+    pred, clean, zeros = _batched(
+        step, variables, images, labels, batch_size, axes=(1, 0, 0)
+    )
+    zero = int(zeros.sum())
     warn_zero_gradient(zero, f"FGSM eps curve ({norm}, {loss})")
     ok = clean == labels
     return {

@@ -203,6 +203,19 @@ def _lock_workdir(path: pathlib.Path) -> None:
     _HELD_LOCKS[path] = fd
 
 
+def _refuse_foreign(path: pathlib.Path) -> None:
+    """A directory with files but no run record is not pixjax's: never use it."""
+    if (path / CONFIG_FILE).exists() or not path.is_dir():
+        return
+    others = sorted(p.name for p in path.iterdir() if p.name != LOCK_FILE)
+    if others:
+        raise ConfigError(
+            f"workdir: {str(path)!r} holds files that are not a pixjax run "
+            f"({', '.join(others[:5])}{', ...' if len(others) > 5 else ''}); use an "
+            "empty or new directory"
+        )
+
+
 def _read_record(
     file: pathlib.Path, experiment: str, fields: set[str]
 ) -> dict[str, Any]:
@@ -240,12 +253,7 @@ def _claim(path: pathlib.Path, experiment: str, config: Any, overwrite: bool) ->
     file = path / CONFIG_FILE
     others = sorted(p.name for p in path.iterdir() if p.name != LOCK_FILE)
     if not file.exists():
-        if others:
-            raise ConfigError(
-                f"workdir: {str(path)!r} holds files that are not a pixjax run "
-                f"({', '.join(others[:5])}{', ...' if len(others) > 5 else ''}); use an "
-                "empty or new directory"
-            )
+        _refuse_foreign(path)
         write_json_atomic(file, record)
         return
     if overwrite:
@@ -318,6 +326,8 @@ def prepare_workdir(
     path = pathlib.Path(workdir).expanduser().absolute()
     if path.exists() and not path.is_dir():
         raise ConfigError(f"workdir: {str(path)!r} exists and is not a directory")
+    if config is not None:
+        _refuse_foreign(path)  # before the lock file is written into it
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / f".write-test-{os.getpid()}"

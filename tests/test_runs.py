@@ -503,6 +503,7 @@ def test_a_directory_that_is_not_a_pixjax_run_is_never_used_nor_emptied(
         assert len(err.splitlines()) == 1
         assert "holds files that are not a pixjax run (docs, notes.txt)" in err
     assert (home / "docs" / "thesis.tex").read_text() == "precious"
+    assert sorted(p.name for p in home.iterdir()) == ["docs", "notes.txt"]  # no lock
     # a config.json that is not a run record: refused, with and without --overwrite
     other = tmp_path / "other"
     other.mkdir()

@@ -243,32 +243,6 @@ def test_l2_eps_beyond_the_image_cube(tmp_path, capsys):
     assert not wd.exists()
 
 
-@pytest.mark.parametrize("experiment", ["fgsm-recovery", "augment-finetune"])
-def test_labels_outside_the_models_classes(tmp_path, capsys, mnist_test, experiment):
-    """An IDX dataset with label 200 for a 10-class model: one line, exit 2, no
-    files (the attacks check labels against the model's logits before any work)."""
-    from test_data import _write_idx_split
-
-    folder = tmp_path / "idx"
-    folder.mkdir()
-    x = mnist_test.images[::20, :, :, 0]
-    y = mnist_test.labels[::20].astype(np.uint8)
-    _write_idx_split(folder, "train", x, y)
-    y_bad = y.copy()
-    y_bad[7] = 200
-    _write_idx_split(folder, "t10k", x, y_bad)
-    wd = tmp_path / "never"
-    extra = (
-        ["train_images=50", "batch_size=10"] if experiment != "fgsm-recovery" else []
-    )
-    args = ["run", experiment, "--workdir", str(wd), *SMOKE, f"dataset=idx:{folder}"]
-    assert cli.main([*args, *extra]) == 2
-    err = capsys.readouterr().err
-    assert "labels: expected classes in 0..9 (the model's 10 logits)" in err
-    assert len(err.strip().splitlines()) == 1
-    assert not wd.exists()
-
-
 def test_fgsm_dataset_counts_and_warns_zero_gradients(mnist_test):
     """A model whose gradient is exactly zero on images with no pixel above 0.5: the
     dataset driver and the eps curve count them and warn."""
