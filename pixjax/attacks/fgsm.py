@@ -267,10 +267,11 @@ class LossGradient(NamedTuple):
       logits: ``[N, classes]`` logits of the images.
       loss: ``[N]`` the objective's value per image (cross-entropy in nats for
         ``loss="cross_entropy"``; minus it for the targeted form).
-      zero_gradient: ``[N]`` bool: the input gradient is exactly zero (or not finite,
-        then set to zero) on an image the attack has not already won (untargeted:
-        still classified as its label; targeted: not yet the target). On a won image
-        a flat loss is expected (e.g. DLR when the label ranks third) and not counted.
+      zero_gradient: ``[N]`` bool: the input gradient is exactly zero (non-finite
+        entries are set to zero first) on an image the attack has not already won
+        (untargeted: still classified as its label; targeted: not yet the target).
+        On a won image a flat loss is expected (e.g. DLR when the label ranks third)
+        and is not counted.
     """
 
     grad: jax.Array
@@ -328,14 +329,16 @@ def _loss_gradient(logits_fn, images, labels, targets, loss) -> LossGradient:
     logits, vjp = jax.vjp(logits_fn, images)
     direction = jax.vmap(objective.logit_direction)(logits, labels, tgt)
     (grad,) = vjp(direction.astype(logits.dtype))
-    axes = tuple(range(1, grad.ndim))
-    finite = jnp.all(jnp.isfinite(grad), axis=axes)
-    grad = jnp.where(_per_image(finite, grad.ndim), grad, 0)  # NaN moves nothing
+    # Non-finite entries move nothing. The zero test reads this cleaned gradient (one
+    # max reduction): reading the raw one beside it made XLA on the CPU compute the
+    # backward pass twice (2x the gradient's time, measured on LeNet-5).
+    grad = jnp.where(jnp.isfinite(grad), grad, 0)
+    size = jnp.max(jnp.abs(grad.reshape(grad.shape[0], -1)), axis=1)
     value = jax.vmap(objective.value)(logits, labels, tgt)
     pred = jnp.argmax(logits, -1)
     won = pred != labels if targets is None else pred == targets
-    won &= jnp.all(jnp.isfinite(logits), axis=-1)  # a NaN prediction wins nothing
-    zero = (jnp.all(grad == 0, axis=axes) | ~finite) & ~won
+    won &= jnp.isfinite(jnp.max(jnp.abs(logits), axis=-1))  # NaN wins nothing
+    zero = (size == 0) & ~won
     return LossGradient(grad, logits, value, zero)
 
 
