@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pixjax.attacks import check_args, fgsm, fgsm_sweep, warn_zero_gradient
-from pixjax.data import check_images
+from pixjax.data import check_images, check_positive_int
 from pixjax.models import num_logits
 
 
@@ -58,12 +58,7 @@ def check_dataset_attack(
     check_images(images)
     if len(images) == 0:
         raise ValueError("images: expected a non-empty dataset, got 0 images")
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, int | np.integer)
-        or batch_size < 1
-    ):
-        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    check_positive_int("batch_size", batch_size)
     check_args(
         eps,
         norm,

@@ -248,7 +248,7 @@ def _claim(path: pathlib.Path, experiment: str, config: Any, overwrite: bool) ->
     """Records ``experiment`` and ``config`` in ``config.json``; a rerun must match
     (``RUN_NEUTRAL_FIELDS`` aside) unless ``overwrite``, which first removes every file
     of the old run. A directory holding anything else is never used (nor emptied)."""
-    cfg = json.loads(json.dumps(dataclasses.asdict(config), default=_default))
+    cfg = to_jsonable(dataclasses.asdict(config))
     record = {"experiment": experiment, "config": cfg}
     file = path / CONFIG_FILE
     others = sorted(p.name for p in path.iterdir() if p.name != LOCK_FILE)

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pixjax.attacks.losses import check_loss, get_loss
-from pixjax.data.base import check_float_images, check_labels
+from pixjax.data.base import check_float_images, check_labels, check_positive_int
 from pixjax.types import PRNGKey
 
 LogitsFn = Callable[[jax.Array], jax.Array]
@@ -82,17 +82,6 @@ def warn_zero_gradient(zero_gradient, attack: str = "attack") -> int:
 def _max_l2(image_shape) -> float:
     """The largest L2 distance between two images in ``[0, 1]``: ``sqrt(H * W * C)``."""
     return math.sqrt(float(np.prod(image_shape)))
-
-
-def _check_num_classes(num_classes) -> None:
-    if num_classes is not None and (
-        isinstance(num_classes, bool)
-        or not isinstance(num_classes, int | np.integer)
-        or num_classes < 1
-    ):
-        raise ValueError(
-            f"num_classes: expected a positive integer, got {num_classes!r}"
-        )
 
 
 def _numbers(name: str, value) -> np.ndarray:
@@ -142,7 +131,8 @@ def check_args(
     """
     if norm not in NORMS:
         raise ValueError(f"norm: expected one of {NORMS}, got {norm!r}")
-    _check_num_classes(num_classes)
+    if num_classes is not None:
+        check_positive_int("num_classes", num_classes)
     check_loss(loss, targeted, num_classes)
     top = _max_l2(image_shape) if image_shape is not None else math.inf
     if norm == "linf":
@@ -174,10 +164,8 @@ def check_args(
         if not (math.isfinite(s) and 0 < s <= hi):
             what = "(0, 1]" if norm == "linf" else f"(0, {hi:.4g}]"
             raise ValueError(f"step_size: expected a number in {what}, got {step_size}")
-    if steps is not None and (
-        isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1
-    ):
-        raise ValueError(f"steps: expected a positive integer, got {steps!r}")
+    if steps is not None:
+        check_positive_int("steps", steps)
     if num_images is not None:
         check_labels(labels, num_images=num_images)
     if targeted and targets is None:
@@ -233,7 +221,8 @@ def check_attack(
         raise ValueError(
             f"logits_fn: expected logits of shape [{n}, classes], got {out.shape}"
         )
-    _check_num_classes(num_classes)
+    if num_classes is not None:
+        check_positive_int("num_classes", num_classes)
     if num_classes is not None and num_classes != out.shape[-1]:
         raise ValueError(
             f"num_classes: expected the model's {out.shape[-1]} logits, got "

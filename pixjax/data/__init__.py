@@ -19,6 +19,7 @@ from pixjax.data.base import (
     check_float_images,
     check_images,
     check_labels,
+    check_positive_int,
     to_float,
 )
 from pixjax.data.bundled import load_mnist_sample
@@ -31,6 +32,7 @@ __all__ = [
     "check_float_images",
     "check_images",
     "check_labels",
+    "check_positive_int",
     "load",
     "load_mnist_sample",
     "to_float",

@@ -76,6 +76,16 @@ def check_images(images: np.ndarray, argument: str = "images") -> np.ndarray:
     return images
 
 
+def check_positive_int(name: str, value) -> None:
+    """``value`` must be a positive integer (not a bool, not a float).
+
+    Raises:
+      ValueError: naming ``name``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+
+
 def check_labels(
     labels,
     num_classes: int | None = None,
