@@ -356,6 +356,9 @@ def _report(results, rows, config: Config, ds, total_s) -> str:
         lines += [
             "## FGSM vs eps",
             "",
+            "Adversarial images scored as floats (not rounded to 8 bits as above), so "
+            "the row at the main eps can differ slightly from the headline.",
+            "",
             reporting.zero_gradient_line(c["zero_gradient"], len(ds.images)),
             "",
             reporting.markdown_table(
