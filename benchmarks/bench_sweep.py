@@ -90,8 +90,8 @@ def interleaved_medians(
 
 def make_grid(kind: str, image_shape, quick: bool) -> list[PixelConfig]:
     if kind == "main":
-        from experiments.configs.pixel_change import Config
-        from experiments.pixel_change import build_grid
+        from pixjax.experiments.configs.pixel_change import Config
+        from pixjax.experiments.pixel_change import build_grid
 
         grid, _ = build_grid(Config(), image_shape)
         return grid[:14] if quick else grid

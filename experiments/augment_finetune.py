@@ -20,11 +20,11 @@ import jax
 import numpy as np
 import optax
 
-from experiments import common, reporting
-from experiments.adversarial import check_dataset_attack, eps_curve, fgsm_dataset
-from experiments.configs.augment_finetune import Config
-from experiments.fitting import fit
-from experiments.pixel_change import load_model
+from pixjax.experiments import common, reporting
+from pixjax.experiments.adversarial import check_dataset_attack, eps_curve, fgsm_dataset
+from pixjax.experiments.configs.augment_finetune import Config
+from pixjax.experiments.fitting import fit
+from pixjax.experiments.pixel_change import load_model
 from pixjax import checkpoints, data, models
 from pixjax.attacks import check_args
 from pixjax.evaluation import make_sweeper, mcnemar, pixel_index, run_sweep, summarize

@@ -18,14 +18,14 @@ import sys
 
 # name -> (main module, config module); a literal registry, imported lazily.
 EXPERIMENTS: dict[str, tuple[str, str]] = {
-    "pixel-change": ("experiments.pixel_change", "experiments.configs.pixel_change"),
+    "pixel-change": ("pixjax.experiments.pixel_change", "pixjax.experiments.configs.pixel_change"),
     "augment-finetune": (
-        "experiments.augment_finetune",
-        "experiments.configs.augment_finetune",
+        "pixjax.experiments.augment_finetune",
+        "pixjax.experiments.configs.augment_finetune",
     ),
-    "fgsm-recovery": ("experiments.fgsm_recovery", "experiments.configs.fgsm_recovery"),
-    "train": ("experiments.train", "experiments.configs.train"),
-    "rbm-nudge": ("experiments.rbm_nudge", "experiments.configs.rbm_nudge"),
+    "fgsm-recovery": ("pixjax.experiments.fgsm_recovery", "pixjax.experiments.configs.fgsm_recovery"),
+    "train": ("pixjax.experiments.train", "pixjax.experiments.configs.train"),
+    "rbm-nudge": ("pixjax.experiments.rbm_nudge", "pixjax.experiments.configs.rbm_nudge"),
 }
 
 
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             module, _ = get_experiment(name)
             print(f"{name:16s} {module.DESCRIPTION}")
         return 0
-    from experiments import common
+    from pixjax.experiments import common
 
     common.COMMAND[:] = ["pixjax", *(sys.argv[1:] if argv is None else argv)]
 

@@ -6,6 +6,7 @@ This is the only code (with the experiment mains) that reads flags or touches fi
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import json
 import math
 import os
@@ -20,8 +21,11 @@ from typing import Any
 
 from pixjax.checkpoints import _json_default, atomic_write, write_json_atomic
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-SHIPPED_CHECKPOINTS = REPO_ROOT / "checkpoints"
+# The shipped checkpoints: the repository's checkpoints/, installed as the package
+# pixjax._checkpoints (found the same way in a checkout and in a wheel install).
+SHIPPED_CHECKPOINTS = pathlib.Path(
+    str(importlib.resources.files("pixjax._checkpoints"))
+)
 DEFAULT_CHECKPOINT = "lenet5-mnist"
 
 
@@ -100,13 +104,22 @@ def choose_preset(preset: str, presets: dict[str, Any]) -> Any:
 
 def resolve_checkpoint(value: str | None) -> pathlib.Path | None:
     """``None`` / ``""`` -> no checkpoint; a shipped name (``lenet5-mnist``) -> its
-    directory under ``checkpoints/``; anything else is a path."""
+    directory among the shipped checkpoints; anything else is a path."""
     if not value:
         return None
     shipped = SHIPPED_CHECKPOINTS / value
     if "/" not in value and shipped.is_dir():
         return shipped
     return pathlib.Path(value).expanduser()
+
+
+def shipped_checkpoints() -> list[str]:
+    """The names of the shipped checkpoints (``lenet5-mnist``, ...)."""
+    return sorted(
+        p.name
+        for p in SHIPPED_CHECKPOINTS.iterdir()
+        if p.is_dir() and (p / "metadata.json").is_file()
+    )
 
 
 def _parse_scalar(text: str, typ: Any, key: str) -> Any:
@@ -403,7 +416,6 @@ def _default(o: Any) -> Any:
 __all__ = [
     "ConfigError",
     "DEFAULT_CHECKPOINT",
-    "REPO_ROOT",
     "apply_overrides",
     "prepare_workdir",
     "resolve_checkpoint",

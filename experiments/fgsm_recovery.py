@@ -16,10 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import common, reporting
-from experiments.adversarial import check_dataset_attack, eps_curve, fgsm_dataset
-from experiments.configs.fgsm_recovery import Config
-from experiments.pixel_change import load_model
+from pixjax.experiments import common, reporting
+from pixjax.experiments.adversarial import check_dataset_attack, eps_curve, fgsm_dataset
+from pixjax.experiments.configs.fgsm_recovery import Config
+from pixjax.experiments.pixel_change import load_model
 from pixjax import data
 from pixjax.attacks import check_args
 from pixjax.evaluation import change_batch, make_sweeper, run_sweep, wilson_interval

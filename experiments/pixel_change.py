@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import common, reporting
-from experiments.configs.pixel_change import Config
+from pixjax.experiments import common, reporting
+from pixjax.experiments.configs.pixel_change import Config
 from pixjax import checkpoints, data, models
 from pixjax.evaluation import change_batch, make_sweeper, run_sweep, summarize_outputs
 from pixjax.evaluation.metrics import wilson_interval
@@ -50,7 +50,7 @@ def load_model(config: Config, image_shape: tuple[int, ...]):
     if not path.exists():
         raise FileNotFoundError(
             f"checkpoint: {str(path)!r} does not exist; shipped checkpoints: "
-            f"{sorted(p.name for p in common.SHIPPED_CHECKPOINTS.glob('*') if p.is_dir())}"
+            f"{common.shipped_checkpoints()}"
         )
     module, variables, meta = checkpoints.load_model(path, arch=config.model)
     if tuple(meta["input_shape"]) != tuple(image_shape):

@@ -18,8 +18,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from experiments import common, reporting
-from experiments.configs.rbm_nudge import Config
+from pixjax.experiments import common, reporting
+from pixjax.experiments.configs.rbm_nudge import Config
 from pixjax import checkpoints, data, models
 from pixjax.evaluation import classification_report, format_classification_report
 from pixjax.models import rbm
@@ -103,7 +103,7 @@ def validate(config: Config):
 def _compare_path(name: str, image_shape) -> pathlib.Path:
     """The model directory of ``compare_checkpoints`` entry ``name``, checked."""
     path = common.resolve_checkpoint(name)
-    shipped = sorted(p.name for p in common.SHIPPED_CHECKPOINTS.glob("*") if p.is_dir())
+    shipped = common.shipped_checkpoints()
     if path is None or not (path / checkpoints.METADATA).is_file():
         raise common.ConfigError(
             f"compare_checkpoints: {name!r} is not a shipped checkpoint ({shipped}) "

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from experiments.common import save_figure_atomic
+from pixjax.experiments.common import save_figure_atomic
 
 
 def _plt():

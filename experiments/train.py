@@ -15,9 +15,9 @@ from typing import Any
 import jax
 import optax
 
-from experiments import common
-from experiments.configs.train import Config
-from experiments.fitting import fit
+from pixjax.experiments import common
+from pixjax.experiments.configs.train import Config
+from pixjax.experiments.fitting import fit
 from pixjax import checkpoints, data, models
 from pixjax.perturb.shifts import random_shift
 from pixjax.training import check_batchnorm_batch, create_state, evaluate

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from experiments import cli
+from pixjax.experiments import cli
 from pixjax import data
 from pixjax.data.decode import decode_image
 

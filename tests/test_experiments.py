@@ -7,9 +7,9 @@ import re
 import jax
 import pytest
 
-from experiments import cli, common
-from experiments.configs import pixel_change as pc_configs
-from experiments.configs import train as train_configs
+from pixjax.experiments import cli, common
+from pixjax.experiments.configs import pixel_change as pc_configs
+from pixjax.experiments.configs import train as train_configs
 from pixjax import checkpoints, models
 
 SMOKE = ["--preset", "smoke"]

@@ -2,7 +2,7 @@
 
 import json
 
-from experiments import cli
+from pixjax.experiments import cli
 from pixjax import models
 
 SMOKE = ["--preset", "smoke"]

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import cli
+from pixjax.experiments import cli
 from pixjax import checkpoints, data
 
 SMOKE = ["--preset", "smoke"]

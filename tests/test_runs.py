@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from experiments import cli, common
+from pixjax.experiments import cli, common
 from pixjax.checkpoints import write_json_atomic
 
 SMOKE = ["--preset", "smoke"]
@@ -74,7 +74,7 @@ def test_a_locked_workdir_is_refused_and_a_killed_holder_does_not_block(
         [
             sys.executable,
             "-c",
-            "import sys, time; from experiments import common; "
+            "import sys, time; from pixjax.experiments import common; "
             "common.prepare_workdir(sys.argv[1]); print('locked', flush=True); "
             "time.sleep(120)",
             str(wd),

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import cli
+from pixjax.experiments import cli
 from pixjax import checkpoints
 from pixjax.evaluation import mcnemar
 from pixjax.training import gaussian_noise, identity, random_shifts, small_distance
@@ -122,7 +122,7 @@ def _cmd(wd):
     return [
         sys.executable,
         "-m",
-        "experiments.cli",
+        "pixjax.experiments.cli",
         "run",
         "augment-finetune",
         "--workdir",
@@ -246,7 +246,7 @@ def test_l2_eps_beyond_the_image_cube(tmp_path, capsys):
 def test_fgsm_dataset_counts_and_warns_zero_gradients(mnist_test):
     """A model whose gradient is exactly zero on images with no pixel above 0.5: the
     dataset driver and the eps curve count them and warn."""
-    from experiments.adversarial import eps_curve, fgsm_dataset
+    from pixjax.experiments.adversarial import eps_curve, fgsm_dataset
     from pixjax.attacks import VanishedGradientWarning
 
     def apply_fn(variables, images):
@@ -272,7 +272,7 @@ def test_fgsm_dataset_counts_and_warns_zero_gradients(mnist_test):
 
 
 def test_dataset_drivers_check_their_arguments_and_compile_once(lenet, mnist_test):
-    from experiments import adversarial
+    from pixjax.experiments import adversarial
 
     module, v, _ = lenet
     x, y = mnist_test.images[:40], mnist_test.labels[:40]

@@ -15,9 +15,9 @@ import numpy as np
 import optax
 import pytest
 
-from experiments import cli, common
-from experiments import train as train_exp
-from experiments.configs import train as train_configs
+from pixjax.experiments import cli, common
+from pixjax.experiments import train as train_exp
+from pixjax.experiments.configs import train as train_configs
 from pixjax import checkpoints, data, models
 from pixjax.training import create_state, epoch_batches, evaluate, make_train_step
 
@@ -169,7 +169,7 @@ SMALL = [f"epochs={EPOCHS}", "limit=256", "batch_size=32"]
 
 def _pixjax():
     exe = shutil.which("pixjax", path=os.path.dirname(sys.executable))
-    return [exe] if exe else [sys.executable, "-m", "experiments.cli"]
+    return [exe] if exe else [sys.executable, "-m", "pixjax.experiments.cli"]
 
 
 def _args(workdir, *extra):

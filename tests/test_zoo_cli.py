@@ -16,7 +16,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 
-from experiments import cli  # noqa: E402
+from pixjax.experiments import cli  # noqa: E402
 from pixjax import checkpoints, data, models  # noqa: E402
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from experiments.common import choose_preset
+from pixjax.experiments.common import choose_preset
 
 
 @dataclasses.dataclass(frozen=True)
