@@ -6,6 +6,7 @@ Examples::
     pixjax run pixel-change --workdir runs/pc
     pixjax run pixel-change --workdir runs/pc nums=1,4,16 seeds=0,1,2,3,4
     pixjax run train --workdir runs/lenet5 --preset smoke
+    pixjax report runs/pc
     pixjax convert resnet18 resnet18.pth checkpoints/resnet18
 """
 
@@ -56,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
         help="delete the run already in --workdir (another configuration) and start "
         "afresh; without it a workdir resumes its own run and refuses any other",
     )
+    rep = sub.add_parser(
+        "report",
+        help="rebuild report.md and the figures of a finished run from its results.json",
+    )
+    rep.add_argument("workdir", help="the run directory (holds results.json)")
     c = sub.add_parser(
         "convert",
         help="convert torchvision weights (.pth state dict) to a model directory",
@@ -132,8 +138,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from pixjax.experiments import common
 
-    common.COMMAND[:] = ["pixjax", *(sys.argv[1:] if argv is None else argv)]
-
+    command = common.format_command(
+        ["pixjax", *(sys.argv[1:] if argv is None else argv)]
+    )
+    if args.command == "report":
+        try:
+            doc = common.read_results(args.workdir, EXPERIMENTS)
+            module, _ = get_experiment(doc["experiment"])
+            files = common.render(pathlib.Path(args.workdir), module, doc)
+        except (ValueError, OSError) as e:
+            print(f"pixjax: error: {e}", file=sys.stderr)
+            return 2
+        print(f"wrote {args.workdir}: {', '.join(files)}")
+        return 0
     try:
         if not args.workdir.strip():
             raise ValueError("workdir: expected a directory path, got ''")
@@ -142,7 +159,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.show_config:
             print(config)
             return 0
-        module.run(config, pathlib.Path(args.workdir), overwrite=args.overwrite)
+        if not hasattr(module, "compute"):  # TODO(issue 12): until every module splits
+            module.run(config, pathlib.Path(args.workdir), overwrite=args.overwrite)
+            return 0
+        common.run_experiment(
+            args.experiment,
+            module,
+            config,
+            args.workdir,
+            overwrite=args.overwrite,
+            command=command,
+        )
     except (ValueError, OSError) as e:
         print(f"pixjax: error: {e}", file=sys.stderr)
         return 2

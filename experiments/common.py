@@ -29,10 +29,6 @@ SHIPPED_CHECKPOINTS = pathlib.Path(
 DEFAULT_CHECKPOINT = "lenet5-mnist"
 
 
-# The command line of the current run, set by the `pixjax` entry point.
-COMMAND: list[str] = []
-
-
 class ConfigError(ValueError):
     """A bad configuration value (raised before any work or file write)."""
 
@@ -187,7 +183,7 @@ LOCK_FILE = ".pixjax.lock"
 _HELD_LOCKS: dict[pathlib.Path, int] = {}  # workdir -> open fd, held until exit
 
 
-def _lock_workdir(path: pathlib.Path) -> None:
+def _lock_workdir(path: pathlib.Path, command: str) -> None:
     """Takes an exclusive ``flock`` on ``path/.pixjax.lock`` for the life of this
     process (the kernel drops it when the process dies, so a killed run never blocks
     a rerun).
@@ -211,8 +207,7 @@ def _lock_workdir(path: pathlib.Path) -> None:
             "for it to finish or use another workdir"
         ) from None
     os.ftruncate(fd, 0)
-    argv = " ".join(COMMAND or sys.argv)
-    os.write(fd, f"pid {os.getpid()}: {argv}\n".encode())
+    os.write(fd, f"pid {os.getpid()}: {command}\n".encode())
     _HELD_LOCKS[path] = fd
 
 
@@ -322,11 +317,13 @@ def prepare_workdir(
     *,
     experiment: str | None = None,
     overwrite: bool = False,
+    command: str | None = None,
 ) -> pathlib.Path:
     """Creates (or reopens) a run directory, before any long work.
 
     Checks that it is a writable directory, locks it for this process, and with
-    ``config`` makes it the run's own: the first run records ``experiment`` and
+    ``config`` makes it the run's own (``command``, the command line, is shown to a
+    second process that finds it locked): the first run records ``experiment`` and
     ``config`` in ``config.json``; a rerun must match it (it then resumes and replaces
     the outputs), a different one is refused; ``overwrite`` deletes the old run first.
 
@@ -350,20 +347,27 @@ def prepare_workdir(
         raise ConfigError(
             f"workdir: {str(path)!r} is not a writable directory ({e.strerror or e})"
         ) from None
-    _lock_workdir(path)
+    _lock_workdir(path, command or format_command(None))
     if config is not None:
         _claim(path, experiment or type(config).__module__, config, overwrite)
     return path
 
 
-def run_metadata(config: Any, **extra: Any) -> dict[str, Any]:
-    import jax
-
-    argv = list(COMMAND) if COMMAND else list(sys.argv)
+def format_command(argv: list[str] | None) -> str:
+    """The command line as a shell would read it (``sys.argv`` when ``argv`` is None)."""
+    argv = list(sys.argv if argv is None else argv)
     if argv and os.path.basename(argv[0]) == "pixjax":
         argv[0] = "pixjax"
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def run_metadata(config: Any, *, command: str | None = None, **extra: Any) -> dict:
+    """What a results file records about the run: the command (``command``, default
+    ``sys.argv``), the config, versions, devices, time, and ``extra``."""
+    import jax
+
     return {
-        "command": " ".join(shlex.quote(a) for a in argv),
+        "command": command or format_command(None),
         "config": dataclasses.asdict(config),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "pixjax": __import__("pixjax").__version__,
@@ -401,6 +405,129 @@ def save_figure_atomic(fig: Any, path: pathlib.Path) -> None:
     )
 
 
+# --- results.json: the one file a report is rebuilt from -------------------------------
+
+RESULTS_FILE = "results.json"
+REPORT_FILE = "report.md"
+# The structure of results.json; bump it whenever an experiment changes what it writes
+# there, so that `pixjax report` refuses files it cannot read instead of misreading them.
+RESULTS_FORMAT = 2
+
+
+def results_document(experiment: str, results: dict[str, Any]) -> dict[str, Any]:
+    """``results`` as written to ``results.json``: JSON values only (arrays as lists,
+    non-finite numbers as ``None``), headed by ``experiment``, ``results_format`` and
+    the pixjax version. Reports are rendered from this form, never from the in-memory
+    one, so a run and `pixjax report` write the same ``report.md``."""
+    from pixjax.checkpoints import strict_json
+
+    head = {
+        "experiment": experiment,
+        "results_format": RESULTS_FORMAT,
+        "pixjax_version": __import__("pixjax").__version__,
+    }
+    return strict_json(to_jsonable({**head, **results}))
+
+
+def write_results(
+    workdir: pathlib.Path, experiment: str, results: dict[str, Any]
+) -> dict[str, Any]:
+    """Writes ``results.json`` atomically; returns the document written."""
+    doc = results_document(experiment, results)
+    write_json_atomic(pathlib.Path(workdir) / RESULTS_FILE, doc)
+    return doc
+
+
+def read_results(
+    workdir: str | os.PathLike, experiments: typing.Iterable[str]
+) -> dict[str, Any]:
+    """The checked ``results.json`` of a finished run in ``workdir``.
+
+    Args:
+      workdir: the run directory.
+      experiments: the experiment names this pixjax can report.
+
+    Raises:
+      ConfigError: naming the file: no such directory or file, not JSON, not a results
+        object, an unknown experiment, or a results format other than this version's.
+    """
+    path = pathlib.Path(workdir).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"workdir: {str(path)!r} is not a directory")
+    file = path / RESULTS_FILE
+    if not file.is_file():
+        raise ConfigError(
+            f"workdir: {str(path)!r} has no {RESULTS_FILE} (a run writes it when it "
+            "finishes; run `pixjax run EXPERIMENT --workdir ...` first)"
+        )
+    try:
+        doc = json.loads(file.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{RESULTS_FILE}: {str(file)!r} is unreadable ({e})") from None
+    names = sorted(experiments)
+    if not isinstance(doc, dict) or "experiment" not in doc:
+        raise ConfigError(
+            f"{RESULTS_FILE}: {str(file)!r} is not a pixjax results file (no "
+            "'experiment' field)"
+        )
+    if doc["experiment"] not in names:
+        raise ConfigError(
+            f"{RESULTS_FILE}: {str(file)!r} was written by experiment "
+            f"{doc['experiment']!r}; expected one of {names}"
+        )
+    if doc.get("results_format") != RESULTS_FORMAT:
+        raise ConfigError(
+            f"{RESULTS_FILE}: {str(file)!r} has results format "
+            f"{doc.get('results_format')!r} (pixjax {doc.get('pixjax_version', '?')}); "
+            f"this pixjax ({__import__('pixjax').__version__}) reads format "
+            f"{RESULTS_FORMAT}: rerun the experiment with this version"
+        )
+    return doc
+
+
+def render(workdir: pathlib.Path, module: Any, doc: dict[str, Any]) -> list[str]:
+    """Writes an experiment's figures and ``report.md`` from its results document
+    (``module.plots(workdir, doc)`` then ``module.report(doc)``); returns the files."""
+    workdir = pathlib.Path(workdir)
+    files = list(module.plots(workdir, doc) or [])
+    write_text_atomic(workdir / REPORT_FILE, module.report(doc))
+    return [REPORT_FILE, *files]
+
+
+def run_experiment(
+    name: str,
+    module: Any,
+    config: Any,
+    workdir: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """compute -> write -> report, the shape of every experiment.
+
+    ``module.validate(config)`` checks everything and loads what the run needs (before
+    any file is written); the workdir is then claimed (:func:`prepare_workdir`);
+    ``module.compute(config, setup, run_dir=workdir, command=command)`` returns the
+    results structure (touching only the checkpoints of a resumable run under
+    ``run_dir``); ``module.write(workdir, doc)`` writes the data files of the results
+    document (``results.json`` is written here); :func:`render` writes the figures and
+    the report from the document alone. Returns the document.
+    """
+    command = command or format_command(None)
+    setup = module.validate(config)
+    workdir = prepare_workdir(
+        workdir, config, experiment=name, overwrite=overwrite, command=command
+    )
+    results = module.compute(config, setup, run_dir=workdir, command=command)
+    doc = write_results(workdir, name, results)
+    module.write(workdir, doc)
+    files = render(workdir, module, doc)
+    for line in module.summary_lines(doc):
+        print(line)
+    print(f"wrote {workdir}: {RESULTS_FILE}, {', '.join(files)}")
+    return doc
+
+
 def to_jsonable(obj: Any) -> Any:
     """A JSON round trip (numpy scalars / arrays and paths become plain values;
     non-finite numbers stay floats here and become ``null`` when written)."""
@@ -417,12 +544,18 @@ __all__ = [
     "ConfigError",
     "DEFAULT_CHECKPOINT",
     "apply_overrides",
+    "format_command",
     "prepare_workdir",
+    "read_results",
+    "render",
     "resolve_checkpoint",
+    "run_experiment",
     "run_metadata",
+    "shipped_checkpoints",
     "save_figure_atomic",
     "to_jsonable",
     "write_csv_atomic",
     "write_json_atomic",
+    "write_results",
     "write_text_atomic",
 ]
