@@ -111,7 +111,9 @@ def sweep_runner(apply_fn, variables, images, grid, batch_size: int, config_chun
     ``grid`` (key 0, no progress bar) and leaves its outputs in ``out["out"]``.
     Returns ``(sweep, out)``."""
     shape = tuple(images.shape[1:])
-    sweeper = make_sweeper(apply_fn, pixel_change(shape, max(c.num for c in grid)))
+    change = pixel_change(shape, max(c.num for c in grid))
+    sweeper = make_sweeper(apply_fn, change)
+    params = change.make_params(grid)  # stacked [K], validated once, outside the timing
     key = jax.random.key(0)
     out: dict = {}
 
@@ -120,7 +122,7 @@ def sweep_runner(apply_fn, variables, images, grid, batch_size: int, config_chun
             sweeper,
             variables,
             imgs,
-            grid,
+            params,
             key,
             batch_size=batch_size,
             config_chunk=config_chunk,

@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from pixjax.attacks import check_args, fgsm, fgsm_sweep, warn_zero_gradient
-from pixjax.data import check_images, check_positive_int
+from pixjax.data import check_images, check_positive_int, to_float
+from pixjax.evaluation import map_batches
 from pixjax.models import num_logits
 
 
@@ -78,10 +79,10 @@ def _fgsm_step(apply_fn, eps: float, norm: str, loss: str):
     @jax.jit
     def step(variables, x_u8, y):
         f = functools.partial(apply_fn, variables)
-        x = x_u8.astype(jnp.float32) / 255.0
+        x = to_float(x_u8)
         res = fgsm(f, x, y, eps, norm=norm, loss=loss)
         adv_u8 = jnp.round(res.images * 255.0).astype(jnp.uint8)
-        pred = jnp.argmax(f(adv_u8.astype(jnp.float32) / 255.0), -1)
+        pred = jnp.argmax(f(to_float(adv_u8)), -1)
         return adv_u8, pred, jnp.argmax(f(x), -1), res.zero_gradient
 
     return step
@@ -94,32 +95,11 @@ def _sweep_step(apply_fn, eps: tuple[float, ...], norm: str, loss: str):
     @jax.jit
     def step(variables, x_u8, y):
         f = functools.partial(apply_fn, variables)
-        x = x_u8.astype(jnp.float32) / 255.0
+        x = to_float(x_u8)
         out = fgsm_sweep(f, x, y, eps_arr, norm=norm, loss=loss)
         return out.pred, out.clean_pred, out.zero_gradient
 
     return step
-
-
-def _pad(a: np.ndarray, size: int) -> np.ndarray:
-    if a.shape[0] == size:
-        return a
-    return np.concatenate([a, np.zeros((size - a.shape[0], *a.shape[1:]), a.dtype)])
-
-
-def _batched(step, variables, images, labels, batch_size: int, axes) -> list:
-    """``step(variables, images, labels)`` over fixed-size batches (the last one
-    zero-padded: one compilation); output ``k`` is cut to the real images and joined
-    along its image axis ``axes[k]``."""
-    n = images.shape[0]
-    b = min(batch_size, n)
-    parts: list[list[np.ndarray]] = [[] for _ in axes]
-    for s in range(0, n, b):
-        e = min(s + b, n)
-        out = step(variables, _pad(images[s:e], b), _pad(labels[s:e], b))
-        for acc, a, ax in zip(parts, out, axes, strict=True):
-            acc.append(np.take(np.asarray(a), np.arange(e - s), axis=ax))
-    return [np.concatenate(p, axis=ax) for p, ax in zip(parts, axes, strict=True)]
 
 
 def fgsm_dataset(
@@ -152,7 +132,9 @@ def fgsm_dataset(
     )
     step = _fgsm_step(apply_fn, float(eps), norm, loss)
     result = Adversarial(
-        *_batched(step, variables, images, labels, batch_size, axes=(0, 0, 0, 0))
+        *map_batches(
+            step, [images, labels], batch_size=batch_size, broadcast=(variables,)
+        )
     )
     warn_zero_gradient(
         result.zero_gradient, f"FGSM (eps {float(eps):g}, {norm}, {loss})"
@@ -190,8 +172,12 @@ def eps_curve(
         batch_size=batch_size,
     )
     step = _sweep_step(apply_fn, tuple(float(e) for e in eps), norm, loss)
-    pred, clean, zeros = _batched(
-        step, variables, images, labels, batch_size, axes=(1, 0, 0)
+    pred, clean, zeros = map_batches(
+        step,
+        [images, labels],
+        batch_size=batch_size,
+        broadcast=(variables,),
+        out_axes=(1, 0, 0),
     )
     zero = int(zeros.sum())
     warn_zero_gradient(zero, f"FGSM eps curve ({norm}, {loss})")

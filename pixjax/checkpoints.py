@@ -9,8 +9,9 @@ A *model directory* holds::
 :func:`save_model` writes one (metadata atomically, last); :func:`load_model` rebuilds
 the registered model from the metadata and restores onto ``jax.eval_shape`` targets, so
 a checkpoint of another architecture or shape fails with a clear message.
-Training runs use one :class:`orbax.checkpoint.CheckpointManager` per run directory
-(:func:`run_manager`).
+Resumable runs (training epochs, searches) keep one
+:class:`orbax.checkpoint.CheckpointManager` per run directory, through
+:func:`pixjax.driver.run`.
 """
 
 from __future__ import annotations
@@ -350,12 +351,3 @@ def tree_mismatches(expected: Any, found: Any, limit: int = 12) -> list[str]:
         )
     return out
 
-
-def run_manager(
-    directory: str | os.PathLike, max_to_keep: int = 2
-) -> ocp.CheckpointManager:
-    """One CheckpointManager per run directory (``DIR/checkpoints``)."""
-    path = pathlib.Path(directory).absolute() / "checkpoints"
-    return ocp.CheckpointManager(
-        path, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
-    )

@@ -1,5 +1,6 @@
-"""Sweep engine and metrics: Pixel-index worked example, Wilson interval, exact counts,
-batch-size / device-count independence, equality with a plain loop, no recompilation."""
+"""Sweep engine: Pixel-index worked example, batch-size / device-count independence,
+equality with a plain loop for every registered perturbation and for precomputed
+variants, no recompilation. (Hand-computed summaries: test_summary.py.)"""
 
 import os
 import subprocess
@@ -16,11 +17,18 @@ from pixjax.evaluation import (
     make_sweeper,
     pixel_index,
     run_sweep,
-    summarize,
+    run_variants,
+    summarize_outputs,
     sweep,
-    wilson_interval,
 )
-from pixjax.perturb import PixelConfig, pixel_change, stack_configs
+from pixjax.perturb import (
+    PERTURBATIONS,
+    PixelConfig,
+    get_perturbation,
+    params_at,
+    pixel_change,
+    stack_configs,
+)
 
 
 def test_pixel_index_worked_example():
@@ -41,37 +49,6 @@ def test_pixel_index_worked_example():
         pixel_index(0.1, 4, (28, 28), 1.0, (29, 28))
     with pytest.raises(ValueError, match="w: expected"):
         pixel_index(1.5, 4, (28, 28))
-
-
-def test_wilson_interval_hand_computed():
-    # p = 0.1, n = 100, z = 1.96: centre 0.11480, half-width 0.05957 (by hand).
-    lo, hi = wilson_interval(10, 100)
-    assert lo == pytest.approx(0.05523, abs=5e-5)
-    assert hi == pytest.approx(0.17437, abs=5e-5)
-    lo, hi = wilson_interval(0, 50)
-    assert lo == 0.0 and hi == pytest.approx(0.07135, abs=5e-5)
-    assert wilson_interval(0, 0) == (0.0, 1.0)
-    with pytest.raises(ValueError, match="successes/total"):
-        wilson_interval(5, 3)
-
-
-def test_summarize_counts_by_hand():
-    labels = np.array([0, 0, 1, 1, 2, 2])
-    clean = np.array([0, 0, 1, 2, 2, 2])  # image 3 wrong before the change
-    pred = np.array(
-        [0, 1, 1, 0, 0, 2]
-    )  # images 1 and 4 flip; image 3 changes but was wrong
-    conf = np.array([0.9, 0.6, 0.8, 0.5, 0.7, 0.9])
-    m = summarize(labels, clean, pred, conf, num_classes=3)
-    assert m["clean_correct"] == 5 and m["flips"] == 2
-    assert m["flip_rate"] == pytest.approx(2 / 5)
-    assert m["accuracy"] == pytest.approx(3 / 6)
-    assert m["changed_rate"] == pytest.approx(3 / 6)
-    assert m["per_class_flips"] == [1, 0, 1]
-    assert m["per_class_correct"] == [2, 1, 2]
-    conf_matrix = np.array(m["flip_confusion"])
-    assert conf_matrix[0, 1] == 1 and conf_matrix[2, 0] == 1 and conf_matrix.sum() == 2
-    assert m["flipped_confidence"] == pytest.approx((0.6 + 0.7) / 2)
 
 
 def _linear_model(key, shape, classes=10):
@@ -96,7 +73,7 @@ def test_sweep_matches_plain_loop(mnist_test, lenet):
         make_sweeper(module.apply, change),
         variables,
         images,
-        GRID,
+        change.make_params(GRID),
         key,
         seeds=(0, 5),
         batch_size=16,
@@ -135,13 +112,14 @@ def test_sweep_independent_of_batch_size_and_chunking():
     apply_fn, w = _linear_model(jax.random.key(0), (12, 12, 3))
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (37, 12, 12, 3), dtype=np.uint8)
-    sweeper = make_sweeper(apply_fn, pixel_change((12, 12, 3), 16))
+    change = pixel_change((12, 12, 3), 16)
+    sweeper = make_sweeper(apply_fn, change)
     outs = [
         run_sweep(
             sweeper,
             w,
             images,
-            GRID,
+            change.make_params(GRID),
             jax.random.key(1),
             seeds=(0, 1),
             batch_size=b,
@@ -159,9 +137,11 @@ def test_sweep_independent_of_batch_size_and_chunking():
 def test_no_recompilation_on_second_call():
     apply_fn, w = _linear_model(jax.random.key(0), (28, 28, 1))
     images = np.random.default_rng(1).integers(0, 256, (64, 28, 28, 1), dtype=np.uint8)
-    sweeper = make_sweeper(apply_fn, pixel_change((28, 28, 1), 16))
+    change = pixel_change((28, 28, 1), 16)
+    sweeper = make_sweeper(apply_fn, change)
+    params = change.make_params(GRID)
     run_sweep(
-        sweeper, w, images, GRID, jax.random.key(0), batch_size=32, progress=False
+        sweeper, w, images, params, jax.random.key(0), batch_size=32, progress=False
     )
     before = sweeper.step._cache_size()
     other = [
@@ -171,9 +151,106 @@ def test_no_recompilation_on_second_call():
         PixelConfig(7),
     ]
     run_sweep(
-        sweeper, w, images, other, jax.random.key(1), batch_size=32, progress=False
+        sweeper,
+        w,
+        images,
+        change.make_params(other),
+        jax.random.key(1),
+        batch_size=32,
+        progress=False,
     )
     assert sweeper.step._cache_size() == before == 1
+    assert sweeper.clean._cache_size() == 1
+
+
+GENERIC_CASES = {
+    "shift": ({}, [{"max_shift": 2}, {"dy": 1}, {"dx": -1, "max_shift": 1}]),
+    "gaussian_noise": ({"quantize": True}, [{"sigma": 0.1}, {"sigma": 0.4}]),
+    "pixel_change": ({"max_num": 16}, GRID),
+}
+
+
+def test_generic_cases_cover_every_perturbation():
+    assert set(GENERIC_CASES) == set(PERTURBATIONS)
+
+
+@pytest.mark.parametrize("name", list(GENERIC_CASES))
+def test_generic_sweep_matches_plain_loop(name):
+    """Any registered perturbation: row s * K + k of run_sweep equals the model on
+    change_batch(key, seed, k) images, for uneven batches and chunks."""
+    shape = (12, 12, 3)
+    apply_fn, w = _linear_model(jax.random.key(0), shape)
+    images = np.random.default_rng(2).integers(0, 256, (21, *shape), dtype=np.uint8)
+    static, configs = GENERIC_CASES[name]
+    pert = get_perturbation(name, shape, **static)
+    params = pert.make_params(configs)
+    key, seeds = jax.random.key(4), (0, 3)
+    out = run_sweep(
+        make_sweeper(apply_fn, pert),
+        w,
+        images,
+        params,
+        key,
+        seeds=seeds,
+        batch_size=8,
+        config_chunk=2,
+        progress=False,
+    )
+    x = jnp.asarray(images, jnp.float32) / 255
+    one_config = jax.jit(
+        lambda seed, k, p: jax.nn.softmax(
+            apply_fn(w, change_batch(pert, key, seed, k, jnp.arange(21), x, p)), -1
+        )
+    )
+    for s_i, seed in enumerate(seeds):
+        for k in range(len(configs)):
+            probs = one_config(seed, k, params_at(params, k))
+            row = s_i * len(configs) + k
+            np.testing.assert_array_equal(out.pred[row], np.argmax(probs, -1))
+            np.testing.assert_allclose(
+                out.confidence[row], np.max(probs, -1), rtol=1e-5
+            )
+    rows = summarize_outputs(out, np.zeros(21, int), 10, seeds)
+    assert [r["seed"] for r in rows] == [s for s in seeds for _ in configs]
+    assert rows[1]["correct"] == int(np.sum(out.pred[1] == 0))
+
+
+def test_variants_match_direct_model_call(mnist_test, lenet):
+    module, variables, _ = lenet
+    images = mnist_test.images[:19]
+    rng = np.random.default_rng(0)
+    noise = rng.integers(-40, 41, (3, *images.shape))
+    variants = np.clip(images[None].astype(int) + noise, 0, 255).astype(np.uint8)
+    sweeper = make_sweeper(module.apply)
+    out = run_variants(
+        sweeper,
+        variables,
+        images,
+        variants,
+        batch_size=8,
+        config_chunk=2,
+        progress=False,
+    )
+    assert out.pred.shape == out.confidence.shape == (3, 19)
+    assert out.clean_pred.shape == (19,)
+    logits = module.apply(variables, jnp.asarray(images, jnp.float32) / 255)
+    np.testing.assert_array_equal(out.clean_pred, np.argmax(logits, -1))
+    for k in range(3):
+        x = jnp.asarray(variants[k], jnp.float32) / 255
+        probs = jax.nn.softmax(module.apply(variables, x), -1)
+        np.testing.assert_array_equal(out.pred[k], np.argmax(probs, -1))
+        np.testing.assert_allclose(out.confidence[k], np.max(probs, -1), rtol=1e-5)
+    # one compile for every batch and chunk, also on a second call with other values
+    run_variants(
+        sweeper,
+        variables,
+        images,
+        variants[::-1],
+        batch_size=8,
+        config_chunk=2,
+        progress=False,
+    )
+    assert sweeper.variants_step._cache_size() == 1
     assert sweeper.clean._cache_size() == 1
 
 
@@ -221,17 +298,37 @@ def test_sweep_bad_input(mnist_test, lenet):
     with pytest.raises(ValueError, match="configs: expected at least one"):
         sweep(module.apply, variables, imgs, labels, [], k)
     sweeper = make_sweeper(module.apply, pixel_change((28, 28, 1), 4))
+    one = stack_configs([PixelConfig(1)], (28, 28, 1))
     with pytest.raises(ValueError, match="max_num=4"):
-        run_sweep(sweeper, variables, imgs, [PixelConfig(8)], k, progress=False)
+        big = stack_configs([PixelConfig(8)], (28, 28, 1))
+        run_sweep(sweeper, variables, imgs, big, k, progress=False)
     with pytest.raises(ValueError, match="images: expected shape"):
         run_sweep(
             sweeper,
             variables,
             np.zeros((2, 32, 32, 1), np.uint8),
-            [PixelConfig(1)],
+            one,
             k,
             progress=False,
         )
+    with pytest.raises(ValueError, match="params: expected a stacked PixelParams"):
+        run_sweep(sweeper, variables, imgs, [PixelConfig(1)], k, progress=False)
+    with pytest.raises(ValueError, match="batch_size: expected a positive integer"):
+        run_sweep(sweeper, variables, imgs, one, k, batch_size=0, progress=False)
+    with pytest.raises(ValueError, match="seeds: expected at least one"):
+        run_sweep(sweeper, variables, imgs, one, k, seeds=(), progress=False)
+    bare = make_sweeper(module.apply)
+    with pytest.raises(ValueError, match="sweeper: built without a perturbation"):
+        run_sweep(bare, variables, imgs, one, k, progress=False)
+    with pytest.raises(ValueError, match="perturbation: expected a pixjax.perturb"):
+        make_sweeper(module.apply, "pixel_change")
+    variants = np.zeros((2, *imgs.shape), np.uint8)
+    with pytest.raises(ValueError, match=r"variants_u8: expected shape \[K, N"):
+        run_variants(bare, variables, imgs, variants[:, :4], progress=False)
+    with pytest.raises(ValueError, match="variants_u8: expected dtype uint8"):
+        run_variants(bare, variables, imgs, variants.astype(np.float32))
+    with pytest.raises(ValueError, match="config_chunk: expected a positive"):
+        run_variants(bare, variables, imgs, variants, config_chunk=0)
 
 
 MULTI_DEVICE = textwrap.dedent(
@@ -241,16 +338,21 @@ MULTI_DEVICE = textwrap.dedent(
     os.environ["JAX_PLATFORMS"] = "cpu"
     import jax, numpy as np
     from pixjax import checkpoints, data
-    from pixjax.evaluation import make_sweeper, run_sweep
+    from pixjax.evaluation import make_sweeper, run_sweep, run_variants
     from pixjax.perturb import PixelConfig, pixel_change
     assert len(jax.devices()) == int(sys.argv[1]), jax.devices()
     module, variables, _ = checkpoints.load_model(sys.argv[2])
     ds = data.load("mnist-sample", "test", limit=100)
     grid = [PixelConfig(n) for n in (1, 8, 64)] + [PixelConfig(16, 70, True)]
-    sweeper = make_sweeper(module.apply, pixel_change((28, 28, 1), 64))
-    out = run_sweep(sweeper, variables, ds.images, grid, jax.random.key(7),
-                    seeds=(0, 1), batch_size=24, progress=False)
-    np.savez(sys.argv[3], clean=out.clean_pred, pred=out.pred, conf=out.confidence)
+    change = pixel_change((28, 28, 1), 64)
+    sweeper = make_sweeper(module.apply, change)
+    out = run_sweep(sweeper, variables, ds.images, change.make_params(grid),
+                    jax.random.key(7), seeds=(0, 1), batch_size=24, progress=False)
+    variants = np.stack([255 - ds.images, ds.images // 2])
+    vo = run_variants(sweeper, variables, ds.images, variants, batch_size=24,
+                      config_chunk=1, progress=False)
+    np.savez(sys.argv[3], clean=out.clean_pred, pred=out.pred, conf=out.confidence,
+             var_pred=vo.pred, var_conf=vo.confidence, var_clean=vo.clean_pred)
     """
 )
 
@@ -274,5 +376,7 @@ def test_one_and_eight_devices_give_identical_numbers(tmp_path):
         results.append(np.load(out))
     one, eight = results
     np.testing.assert_array_equal(one["clean"], eight["clean"])
-    np.testing.assert_array_equal(one["pred"], eight["pred"])
-    np.testing.assert_allclose(one["conf"], eight["conf"], rtol=1e-5)
+    for name in ("", "var_"):
+        np.testing.assert_array_equal(one[name + "pred"], eight[name + "pred"])
+        np.testing.assert_allclose(one[name + "conf"], eight[name + "conf"], rtol=1e-5)
+    np.testing.assert_array_equal(one["var_clean"], one["clean"])

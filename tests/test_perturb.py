@@ -1,5 +1,7 @@
-"""Pixel changes: exactly Num pixels, inside the region, within +-R, determinism,
-vmap == loop, no recompilation, every image size and channel count, bad input."""
+"""Perturbations: contract checks over the registry (shapes, range, determinism,
+vmap == loop, no recompilation, host-side validation), then pixel changes (exactly Num
+pixels, inside the region, within +-R, draws bit-identical to the reference, every
+image size and channel count, bad input), shifts and Gaussian noise."""
 
 import chex
 import jax
@@ -7,8 +9,249 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pixjax.perturb import PixelConfig, change_pixels, pixel_change, stack_configs
+from pixjax.perturb import (
+    NUDGES,
+    PERTURBATIONS,
+    NoiseParams,
+    PixelConfig,
+    ShiftParams,
+    change_pixels,
+    get_perturbation,
+    nudge,
+    nudge_configs,
+    params_at,
+    pixel_change,
+    stack_configs,
+)
 from pixjax.perturb.shifts import shift
+
+# ------------------------------------------------------------ registry contract
+
+SHAPE = (12, 10, 3)
+
+# name -> (static settings, configurations; the first one is random)
+REGISTRY_CASES = {
+    "pixel_change": (
+        {"max_num": 9},
+        [
+            PixelConfig(9),
+            PixelConfig(4, magnitude=40, relative=True),
+            {"num": 3, "region": [6, 4]},
+        ],
+    ),
+    "shift": ({}, [{"max_shift": 3}, {"dy": -1}, {"dx": 2, "max_shift": 1}]),
+    "gaussian_noise": ({}, [{"sigma": 0.2}, {"sigma": 0.0}, {"sigma": 1.0}]),
+    "gaussian_noise/quantize": (
+        {"quantize": True},
+        [{"sigma": 0.1}, {"sigma": 0.02}, {"sigma": 0.5}],
+    ),
+}
+
+
+def _build(case):
+    static, configs = REGISTRY_CASES[case]
+    pert = get_perturbation(case.split("/")[0], SHAPE, **static)
+    return pert, pert.make_params(configs)
+
+
+def _image(seed=0):
+    return jax.random.uniform(jax.random.key(seed), SHAPE, jnp.float32)
+
+
+def test_registry_cases_cover_every_perturbation():
+    assert {c.split("/")[0] for c in REGISTRY_CASES} == set(PERTURBATIONS)
+
+
+@pytest.mark.parametrize("case", list(REGISTRY_CASES))
+def test_contract_shapes_dtype_range(case):
+    pert, params = _build(case)
+    assert pert.name == case.split("/")[0] and pert.image_shape == SHAPE
+    x = _image()
+    sample, apply = jax.jit(pert.sample), jax.jit(pert.apply)
+    draws = []
+    for k in range(len(REGISTRY_CASES[case][1])):
+        p = params_at(params, k)
+        draw = sample(jax.random.key(k), x, p)
+        draws.append(jax.tree_util.tree_map(jnp.shape, draw))
+        y = apply(draw, x)
+        assert y.shape == SHAPE and y.dtype == jnp.float32
+        assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+    # every configuration draws the same shapes (one compiled function serves a grid)
+    assert all(d == draws[0] for d in draws)
+
+
+@pytest.mark.parametrize("case", list(REGISTRY_CASES))
+def test_contract_same_key_same_output_different_key_different(case):
+    pert, params = _build(case)
+    x, p = _image(), params_at(params, 0)
+    fn = jax.jit(lambda k: pert.apply(pert.sample(k, x, p), x))
+    a, b = fn(jax.random.key(5)), fn(jax.random.key(5))
+    np.testing.assert_array_equal(a, b)
+    outs = {np.asarray(fn(jax.random.key(s))).tobytes() for s in range(6)}
+    assert len(outs) > 1  # the first configuration is random
+
+
+@pytest.mark.parametrize("case", list(REGISTRY_CASES))
+def test_contract_vmap_equals_loop(case):
+    pert, params = _build(case)
+    k = len(REGISTRY_CASES[case][1])
+    xs = jax.vmap(_image)(jnp.arange(k))
+    keys = jax.random.split(jax.random.key(9), k)
+    one = lambda key, x, p: pert.apply(pert.sample(key, x, p), x)
+    batched = jax.jit(jax.vmap(one))(keys, xs, params)
+    for i in range(k):
+        single = jax.jit(one)(keys[i], xs[i], params_at(params, i))
+        np.testing.assert_allclose(batched[i], single, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", list(REGISTRY_CASES))
+def test_contract_no_recompilation_on_second_call(case):
+    pert, params = _build(case)
+    chex.clear_trace_counter()  # the counter is keyed by the function's code
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def run(key, x, p):
+        return pert.apply(pert.sample(key, x, p), x)
+
+    for k in range(len(REGISTRY_CASES[case][1])):
+        run(jax.random.key(k), _image(k), params_at(params, k)).block_until_ready()
+
+
+@pytest.mark.parametrize("case", list(REGISTRY_CASES))
+def test_contract_host_validation(case):
+    pert, params = _build(case)
+    pert.check_params(params)  # what make_params built passes
+    with pytest.raises(ValueError, match="configs: expected at least one"):
+        pert.make_params([])
+    with pytest.raises(ValueError, match="unknown field"):
+        pert.make_params([{"bogus": 1}])
+    with pytest.raises(ValueError, match="params: expected a stacked"):
+        pert.check_params(
+            NoiseParams(jnp.zeros(2))
+            if "noise" not in case
+            else ShiftParams(*(jnp.zeros(2, jnp.int32),) * 3)
+        )
+    with pytest.raises(ValueError, match="params: expected stacked params"):
+        pert.check_params(params_at(params, 0))
+
+
+@pytest.mark.parametrize(
+    "name, static, configs, match",
+    [
+        (
+            "pixel_change",
+            {"max_num": 4},
+            [PixelConfig(5)],
+            "num: expected at most max_num=4",
+        ),
+        (
+            "pixel_change",
+            {"max_num": 4},
+            [{"num": 2, "magnitude": 300}],
+            r"magnitude: expected a value in \(0, 255\]",
+        ),
+        (
+            "pixel_change",
+            {"max_num": 4},
+            [{"magnitude": 3}],
+            "missing required field 'num'",
+        ),
+        ("shift", {}, [{"dy": 12}], r"dy: expected \|dy\| \+ max_shift < 12"),
+        (
+            "shift",
+            {},
+            [{"dx": -7, "max_shift": 3}],
+            r"dx: expected \|dx\| \+ max_shift < 10",
+        ),
+        ("shift", {}, [{"max_shift": -1}], "max_shift: expected integers >= 0"),
+        ("shift", {}, [{"dy": 1.5}], "dy: expected an integer"),
+        (
+            "gaussian_noise",
+            {},
+            [{"sigma": -0.1}],
+            r"sigma: expected a standard deviation in \[0, 1\]",
+        ),
+        (
+            "gaussian_noise",
+            {},
+            [{"sigma": 2.0}],
+            r"sigma: expected a standard deviation in \[0, 1\]",
+        ),
+        (
+            "gaussian_noise",
+            {},
+            [{"sigma": float("nan")}],
+            "sigma: expected a standard deviation",
+        ),
+        ("gaussian_noise", {}, [{}], r"missing required field\(s\) \['sigma'\]"),
+        ("gaussian_noise", {}, [{"sigma": "0.1"}], "sigma: expected a number"),
+    ],
+)
+def test_bad_params_raise_clear_errors(name, static, configs, match):
+    pert = get_perturbation(name, SHAPE, **static)
+    with pytest.raises(ValueError, match=match):
+        pert.make_params(configs)
+
+
+def test_check_params_catches_hand_built_params():
+    change = pixel_change(SHAPE, 4)
+    with pytest.raises(ValueError, match="num: expected at most max_num=4"):
+        change.check_params(stack_configs([PixelConfig(6)], SHAPE))
+    noise = get_perturbation("gaussian_noise", SHAPE)
+    with pytest.raises(ValueError, match="sigma"):
+        noise.check_params(NoiseParams(sigma=jnp.asarray([0.1, 1.5])))
+
+
+def test_get_perturbation_errors_list_the_accepted_values():
+    with pytest.raises(ValueError, match=r"unknown name 'jpeg'; expected one of \["):
+        get_perturbation("jpeg", SHAPE)
+    with pytest.raises(ValueError, match=r"accepted settings: \['max_num'"):
+        get_perturbation("pixel_change", SHAPE, max_nm=3)
+    with pytest.raises(
+        ValueError, match=r"missing required setting\(s\) \['max_num'\]"
+    ):
+        get_perturbation("pixel_change", SHAPE)
+    with pytest.raises(ValueError, match="image_shape: expected"):
+        get_perturbation("shift", (12, 10))
+
+
+# ------------------------------------------------------------------ pixel changes
+
+
+def test_pixel_draws_bit_identical_to_reference():
+    """Positions and values of today's draws (recorded from the pre-protocol code)."""
+    shape = (6, 5, 3)
+    x = (jnp.arange(90, dtype=jnp.float32).reshape(shape) * 2.0 + 10.0) / 255.0
+    configs = [
+        PixelConfig(3, magnitude=40, relative=True, region=(4, 3)),
+        PixelConfig(5, magnitude=100),
+    ]
+    expected = {
+        (False, 0): (
+            [13, 11, 22, 30, 30],
+            [[106, 113, 66], [57, 46, 56], [127, 112, 140], [0, 0, 0], [33, 7, 13]],
+            3,
+        ),
+        (False, 1): (
+            [13, 8, 25, 20, 18],
+            [[73, 79, 18], [26, 11, 20], [32, 10, 43], [48, 34, 35], [91, 59, 66]],
+            5,
+        ),
+        (True, 0): ([48, 34, 68, 90, 90], [[124], [101], [120], [0], [0]], 3),
+        (True, 1): ([45, 27, 79, 62, 55], [[73], [79], [18], [26], [11]], 5),
+    }
+    for per_channel in (False, True):
+        change = pixel_change(shape, 5, per_channel=per_channel)
+        params = change.make_params(configs)
+        sample = jax.jit(change.sample)
+        for k in range(2):
+            d = sample(jax.random.key(42), x, params_at(params, k))
+            index, levels, num = expected[(per_channel, k)]
+            assert np.asarray(d.index).tolist() == index
+            assert np.round(np.asarray(d.values) * 255).astype(int).tolist() == levels
+            assert np.asarray(d.mask).tolist() == [True] * num + [False] * (5 - num)
+
 
 # 0.5 + 1/1020 is not a whole pixel level, so every redrawn value differs from it.
 OFF_GRID = 0.5 + 1.0 / 1020.0
@@ -210,3 +453,52 @@ def test_change_pixels_rejects_bad_images():
         change_pixels(k, jnp.zeros((1, 8, 8, 1), jnp.uint8), cfg)
     with pytest.raises(ValueError, match=r"images: expected shape \[N, H, W, C\]"):
         change_pixels(k, jnp.zeros((8, 8, 1)), cfg)
+
+
+# ------------------------------------------------------------------ shifts, noise
+
+
+def test_shift_perturbation_fixed_offsets_are_the_nudges():
+    x = jax.random.uniform(jax.random.key(0), (3, 9, 8, 1))
+    pert = get_perturbation("shift", (9, 8, 1))
+    params = pert.make_params(nudge_configs(2))
+    one = lambda key, img, p: pert.apply(pert.sample(key, img, p), img)
+    per_nudge = jax.vmap(
+        lambda p: jax.vmap(lambda img: one(jax.random.key(0), img, p))(x)
+    )
+    np.testing.assert_array_equal(per_nudge(params), nudge(x, 2))
+    assert len(nudge_configs()) == len(NUDGES)
+
+
+def test_shift_perturbation_random_part_within_max_shift():
+    pert = get_perturbation("shift", (9, 8, 1))
+    p = params_at(pert.make_params([{"dy": 1, "dx": -2, "max_shift": 2}]), 0)
+    keys = jax.random.split(jax.random.key(3), 400)
+    draws = np.asarray(
+        jax.vmap(lambda k: pert.sample(k, jnp.zeros((9, 8, 1)), p))(keys)
+    )
+    assert draws[:, 0].min() == -1 and draws[:, 0].max() == 3
+    assert draws[:, 1].min() == -4 and draws[:, 1].max() == 0
+    # the apply step is the zero-fill shift
+    x = jnp.arange(72.0).reshape(9, 8, 1) / 72
+    np.testing.assert_array_equal(pert.apply(jnp.asarray([1, -2]), x), shift(x, 1, -2))
+
+
+def test_gaussian_noise_sigma_clip_and_quantize():
+    shape = (64, 64, 3)
+    x = jnp.full(shape, 0.5, jnp.float32)
+    plain = get_perturbation("gaussian_noise", shape)
+    quant = get_perturbation("gaussian_noise", shape, quantize=True)
+    params = plain.make_params([{"sigma": 0.05}, {"sigma": 0.0}, {"sigma": 1.0}])
+    key = jax.random.key(1)
+    p0, p1, p2 = (params_at(params, k) for k in range(3))
+    y = plain.apply(plain.sample(key, x, p0), x)
+    assert float(jnp.std(y - x)) == pytest.approx(0.05, rel=0.05)
+    np.testing.assert_array_equal(plain.apply(plain.sample(key, x, p1), x), x)
+    big = plain.apply(plain.sample(key, x, p2), x)
+    assert float(big.min()) == 0.0 and float(big.max()) == 1.0  # clipped
+    yq = quant.apply(quant.sample(key, x, p0), x)
+    levels = np.asarray(yq) * 255
+    np.testing.assert_allclose(levels, np.round(levels), atol=1e-4)
+    # quantisation rounds the unquantised result to the nearest level
+    np.testing.assert_allclose(yq, np.round(np.asarray(y) * 255) / 255, atol=1e-6)

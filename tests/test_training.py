@@ -11,15 +11,25 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-
 from pixjax.experiments import cli, common
 from pixjax.experiments import train as train_exp
 from pixjax.experiments.configs import train as train_configs
+
 from pixjax import checkpoints, data, models
-from pixjax.training import create_state, epoch_batches, evaluate, make_train_step
+from pixjax.evaluation import accuracy
+from pixjax.training import (
+    FitData,
+    FitState,
+    create_state,
+    epoch_batches,
+    fit_order,
+    make_fit_step,
+    make_train_step,
+)
 
 
 def _assert_trees_equal(a, b):
@@ -103,7 +113,7 @@ def test_shipped_checkpoint_accuracy():
         os.path.join(root, "lenet5-mnist"), arch="lenet5"
     )
     test = data.load("mnist-sample", "test")
-    acc = evaluate(module.apply, variables, test.images, test.labels)
+    acc = accuracy(module.apply, variables, test.images, test.labels)
     assert acc >= 0.97
     assert tuple(meta["input_shape"]) == test.image_shape == (28, 28, 1)
     assert meta["test_accuracy"] == pytest.approx(acc, abs=1e-6)
@@ -159,6 +169,49 @@ def test_train_step_reduces_loss_and_is_deterministic(tiny_batch):
     assert not np.array_equal(s1.params["fc3"]["kernel"], s3.params["fc3"]["kernel"])
     with pytest.raises(ValueError, match="paired"):
         make_train_step(None, paired=True)
+
+
+@pytest.mark.parametrize("loop", ["scan", "python"])
+def test_fit_step_is_the_loop_of_train_steps(tiny_batch, loop):
+    """The driver's training step (one batch per step, one epoch per chunk; a scan or
+    a host loop) visits the batches of epoch_batches and draws the augmentation keys
+    of a plain per-batch loop; equal up to float rounding."""
+    from pixjax import driver
+    from pixjax.perturb.shifts import random_shift
+
+    images, labels = tiny_batch
+    module = models.get_model("lenet5")
+    augment = lambda k, x: random_shift(k, x, 2)  # noqa: E731
+    order_key, aug_key = jax.random.split(jax.random.key(5))
+
+    def fresh():
+        return create_state(module, jax.random.key(0), (28, 28, 1), optax.adam(2e-3))
+
+    state, losses = fresh(), []
+    step = make_train_step(augment)
+    for epoch in range(2):
+        for idx in epoch_batches(jax.random.fold_in(order_key, epoch), 32, 8):
+            key = jax.random.fold_in(aug_key, int(state.step))
+            state, m = step(state, images[idx], labels[idx], key)
+            losses.append(float(m["loss"]))
+
+    data = FitData(images, labels, fit_order(order_key, 2, 32, 8), aug_key)
+    final, m = driver.run(
+        make_fit_step(augment),
+        FitState(fresh(), jnp.zeros((), jnp.int32)),
+        data,
+        num_steps=8,
+        chunk_size=4,
+        loop=loop,
+        progress=False,
+    )
+    assert int(final.batch) == 8 and int(final.train.step) == int(state.step) == 8
+    np.testing.assert_allclose(m["loss"], losses, rtol=1e-5)
+    leaves = jax.tree.leaves(final.train.params)
+    for x, y in zip(jax.tree.leaves(state.params), leaves, strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="batch_size: expected 1..32"):
+        fit_order(order_key, 2, 32, 33)
 
 
 # --- `pixjax run train`: resume after SIGKILL -------------------------------------------
@@ -239,7 +292,7 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, capsys):
         [*_pixjax(), *_args(b)], capture_output=True, timeout=240, **run
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"resuming from epoch {killed_at}" in resumed.stdout
+    assert f"train: resuming after epoch {killed_at} of {EPOCHS}" in resumed.stdout
 
     _, va, ma = checkpoints.load_model(a / "model", arch="lenet5")
     _, vb, mb = checkpoints.load_model(b / "model", arch="lenet5")
@@ -265,7 +318,7 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, capsys):
         train_configs.get_config("smoke"), [*SMALL, "learning_rate=0.5"]
     )
     with pytest.raises(common.ConfigError, match="workdir: .*another configuration"):
-        train_exp.run(other, b)
+        common.run_experiment("train", train_exp, other, b)
     assert cli.main(_args(b, "learning_rate=0.5")) == 2
     err = capsys.readouterr().err
     assert "workdir:" in err and str(b) in err and "use a new workdir" in err

@@ -134,9 +134,44 @@ def check_labels(
         )
 
 
-def to_float(images: np.ndarray | jnp.ndarray) -> jnp.ndarray:
-    """uint8 ``0..255`` -> float32 ``[0, 1]`` (pure, jit-able)."""
-    return jnp.asarray(images, jnp.float32) / 255.0
+def to_float(images: np.ndarray | jax.Array) -> np.ndarray | jax.Array:
+    """Images as float32 in ``[0, 1]``: the one uint8 -> float conversion of pixjax.
+
+    Pure and jit-able; the dtype decides (statically). The result is of the kind of
+    the input, and so is the arithmetic: a ``jax.Array`` (or a tracer inside
+    ``jit``) gives a ``jax.Array`` computed by XLA, which divides by 255 as
+    ``x * float32(1 / 255)``; a numpy array (or a list) gives a numpy array divided
+    exactly, as numpy does. The two differ by one unit in the last place for some
+    values (126 of the 256); each path gives what its callers computed before this
+    function existed (device code: training, prediction, attacks, sweeps; host code:
+    scikit-learn style features and figures), so no result changed.
+
+    Args:
+      images: any shape; uint8 ``0..255`` (divided by 255), or a floating dtype
+        already in ``[0, 1]`` (cast to float32, values unchanged; not range-checked,
+        see :func:`check_float_images`).
+
+    Returns:
+      float32 of the same shape, in ``[0, 1]`` for uint8 input; a ``jax.Array`` for a
+      ``jax.Array`` input, else a numpy array.
+
+    Raises:
+      ValueError: any other dtype (signed or wider integers, bool), naming it.
+    """
+    on_host = not isinstance(images, jax.Array)
+    if on_host:
+        images = np.asarray(images)
+    dtype = np.dtype(images.dtype)
+    if dtype == np.uint8:
+        if on_host:
+            return images.astype(np.float32) / np.float32(255)
+        return images.astype(jnp.float32) / 255.0
+    if jnp.issubdtype(dtype, jnp.floating):
+        return images.astype(np.float32) if on_host else images.astype(jnp.float32)
+    raise ValueError(
+        f"images: expected uint8 values 0..255 or floating values in [0, 1], got "
+        f"dtype {dtype}"
+    )
 
 
 @jax.jit

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pixjax.data.base import Dataset
+from pixjax.data.base import Dataset, to_float
 from pixjax.data.decode import decode_image
 
 __all__ = [
@@ -196,11 +196,14 @@ def preprocess(image: jax.Array, resize: int = 256, crop: int = 224) -> jax.Arra
 
     Returns:
       ``[crop, crop, C]`` float32 in ``[0, 1]``.
+
+    Raises:
+      ValueError: an image that is not 3-D, or neither uint8 nor floating.
     """
     image = jnp.asarray(image)
     _check_image(image)
     if not jnp.issubdtype(image.dtype, jnp.floating):
-        image = image.astype(jnp.float32) / 255.0
+        image = to_float(image)
     return center_crop(resize_shorter(image, resize), crop)
 
 

@@ -1,7 +1,9 @@
-"""Counts-to-metrics on the host: accuracy, flip rates, Wilson intervals, confusion.
+"""Comparisons on the host: McNemar's test of paired outcomes and the per-class
+classification report.
 
 All functions are plain numpy on integer counts, so they are exact and independent of
-how the work was batched or sharded.
+how the work was batched or sharded. Per-configuration outcomes, seed summaries and
+Wilson intervals are in :mod:`pixjax.evaluation.summary`.
 """
 
 from __future__ import annotations
@@ -12,96 +14,6 @@ from typing import Any
 import numpy as np
 
 from pixjax.data.base import check_labels
-
-Z95 = 1.959963984540054  # two-sided 95% normal quantile
-
-
-def wilson_interval(successes: int, total: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (Wilson 1927).
-
-    Args:
-      successes: number of successes, ``0 <= successes <= total``.
-      total: number of trials; ``0`` gives the uninformative ``(0, 1)``.
-      z: normal quantile (default: 95%).
-
-    Returns:
-      ``(low, high)`` bounds in ``[0, 1]``.
-    """
-    if total < 0 or successes < 0 or successes > total:
-        raise ValueError(
-            f"successes/total: expected 0 <= successes <= total, got {successes}/{total}"
-        )
-    if total == 0:
-        return 0.0, 1.0
-    p = successes / total
-    z2 = z * z
-    denom = 1.0 + z2 / total
-    centre = (p + z2 / (2 * total)) / denom
-    half = z * math.sqrt(p * (1 - p) / total + z2 / (4 * total * total)) / denom
-    lo = 0.0 if successes == 0 else max(0.0, centre - half)
-    hi = 1.0 if successes == total else min(1.0, centre + half)
-    return lo, hi
-
-
-def summarize(
-    labels: np.ndarray,
-    clean_pred: np.ndarray,
-    pred: np.ndarray,
-    confidence: np.ndarray,
-    num_classes: int,
-) -> dict[str, Any]:
-    """Metrics of one configuration from per-image outcomes.
-
-    Args:
-      labels: ``[N]`` int true labels.
-      clean_pred: ``[N]`` predictions on the unchanged images.
-      pred: ``[N]`` predictions on the changed images.
-      confidence: ``[N]`` softmax probability of ``pred`` on the changed images.
-      num_classes: number of classes (size of the per-class arrays).
-
-    Returns:
-      A JSON-ready dict. ``flips`` / ``flip_rate`` use the paper's denominator: images
-      the model classified correctly before the change whose prediction changed.
-    """
-    check_labels(labels, num_classes, classes_from="num_classes={n}")
-    labels = np.asarray(labels)
-    correct_clean = clean_pred == labels
-    correct = pred == labels
-    flipped = correct_clean & (pred != clean_pred)
-    n = int(labels.size)
-    n_cc = int(correct_clean.sum())
-    n_flip = int(flipped.sum())
-    n_correct = int(correct.sum())
-    per_class_total = np.bincount(labels[correct_clean], minlength=num_classes)
-    per_class_flips = np.bincount(labels[flipped], minlength=num_classes)
-    confusion = np.zeros((num_classes, num_classes), np.int64)
-    np.add.at(confusion, (labels[flipped], pred[flipped]), 1)
-    return {
-        "n": n,
-        "clean_correct": n_cc,
-        "clean_accuracy": n_cc / n if n else float("nan"),
-        "correct": n_correct,
-        "accuracy": n_correct / n if n else float("nan"),
-        "accuracy_ci": list(wilson_interval(n_correct, n)),
-        "flips": n_flip,
-        "flip_rate": n_flip / n_cc if n_cc else float("nan"),
-        "flip_rate_ci": list(wilson_interval(n_flip, n_cc)),
-        "changed_rate": float(np.mean(pred != clean_pred)) if n else float("nan"),
-        "per_class_flips": per_class_flips.tolist(),
-        "per_class_correct": per_class_total.tolist(),
-        "per_class_flip_rate": [
-            (f / t if t else float("nan"))
-            for f, t in zip(
-                per_class_flips.tolist(), per_class_total.tolist(), strict=True
-            )
-        ],
-        "flip_confusion": confusion.tolist(),
-        "flipped_confidence": (
-            float(np.mean(confidence[flipped], dtype=np.float64))
-            if n_flip
-            else float("nan")
-        ),
-    }
 
 
 def mcnemar(before_correct: np.ndarray, after_correct: np.ndarray) -> dict[str, Any]:

@@ -22,25 +22,36 @@ values are whole pixel levels (``quantize=True``), i.e. multiples of 1/255 in th
 ``[0, 1]`` image space.
 
 The factory :func:`pixel_change` closes over the static settings (image shape, the
-largest ``num`` of a sweep) and returns two pure functions, ``sample`` and ``apply``;
-the dynamic settings are a :class:`PixelParams` pytree, so a whole grid of
-configurations is one ``vmap``::
+largest ``num`` of a sweep) and returns a :class:`~pixjax.perturb.base.Perturbation`
+(registered as ``"pixel_change"``): two pure functions, ``sample`` and ``apply``; the
+dynamic settings are a :class:`PixelParams` pytree, so a whole grid of configurations
+is one ``vmap``::
 
     change = pixel_change((28, 28, 1), max_num=64)
-    hp = stack_configs([PixelConfig(num=4), PixelConfig(num=8)], (28, 28, 1))
+    hp = change.make_params([PixelConfig(num=4), PixelConfig(num=8)])  # or stack_configs
     changed = jax.vmap(lambda h, k: change.apply(change.sample(k, x, h), x))(hp, keys)
+
+The host-side layer (:class:`PixelConfig`, :func:`validate_config`,
+:func:`stack_configs`) describes and validates configurations before any device work.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pixjax.perturb.base import (
+    Perturbation,
+    check_image_shape,
+    host_array,
+    num_configs,
+    params_at,
+)
 from pixjax.types import Image, PRNGKey
 
 
@@ -76,20 +87,6 @@ class Changes(NamedTuple):
     index: jax.Array
     values: jax.Array
     mask: jax.Array
-
-
-class PixelChange(NamedTuple):
-    """A pixel-change perturbation as a pair of pure functions.
-
-    ``sample(key, image, params) -> Changes`` and ``apply(changes, image) -> image``;
-    random testing is ``apply(sample(key, x, p), x)``.
-    """
-
-    sample: Callable[[PRNGKey, Image, PixelParams], Changes]
-    apply: Callable[[Changes, Image], Image]
-    image_shape: tuple[int, int, int]
-    max_num: int
-    per_channel: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,8 +194,8 @@ def pixel_change(
     *,
     per_channel: bool = False,
     quantize: bool = True,
-) -> PixelChange:
-    """Builds the pure ``sample`` / ``apply`` pair for images of ``image_shape``.
+) -> Perturbation:
+    """Builds the pixel-change perturbation for images of ``image_shape``.
 
     Args:
       image_shape: ``(H, W, C)`` of the images (any size, any channel count).
@@ -208,16 +205,23 @@ def pixel_change(
       quantize: draw whole pixel levels (multiples of 1/255).
 
     Returns:
-      A :class:`PixelChange`. Both functions are pure, jit-able and vmap-able.
+      A :class:`~pixjax.perturb.base.Perturbation` named ``"pixel_change"``: ``sample``
+      returns :class:`Changes`, ``params`` is a :class:`PixelParams`, ``make_params``
+      takes :class:`PixelConfig` s (or mappings of their fields), and ``static`` holds
+      ``max_num``, ``per_channel`` and ``quantize``. Both functions are pure, jit-able
+      and vmap-able.
     """
-    if len(image_shape) != 3:
-        raise ValueError(f"image_shape: expected (H, W, C), got {tuple(image_shape)}")
-    h, w, c = (int(v) for v in image_shape)
+    h, w, c = check_image_shape(image_shape)
     units = h * w * (c if per_channel else 1)
     vals_per_unit = 1 if per_channel else c
-    if not 1 <= int(max_num) <= units:
-        raise ValueError(f"max_num: expected 1..{units}, got {max_num}")
+    if (
+        isinstance(max_num, bool)
+        or not isinstance(max_num, int | np.integer)
+        or not 1 <= int(max_num) <= units
+    ):
+        raise ValueError(f"max_num: expected 1..{units}, got {max_num!r}")
     max_num = int(max_num)
+    per_channel, quantize = bool(per_channel), bool(quantize)
 
     def _distinct_positions(key: PRNGKey, num: jax.Array, region: jax.Array):
         """``max_num`` flat positions: the first ``num`` are a uniformly random
@@ -281,13 +285,83 @@ def pixel_change(
         new = flat.at[index].set(changes.values, mode="drop", unique_indices=True)
         return new.reshape(image.shape)
 
-    return PixelChange(
+    def check_params(params: PixelParams) -> None:
+        """Host side: every configuration of stacked ``params`` fits the image and
+        ``max_num`` (the checks of :func:`validate_config`)."""
+        k = num_configs(params, PixelParams)
+        num, mag, rel = (
+            host_array(params, f) for f in ("num", "magnitude", "relative")
+        )
+        region = host_array(params, "region")
+        if region.shape != (k, 2):
+            raise ValueError(
+                f"region: expected stacked (height, width) pairs [K, 2], got shape "
+                f"{region.shape}"
+            )
+        if not np.issubdtype(num.dtype, np.integer):
+            raise ValueError(f"num: expected integers, got dtype {num.dtype}")
+        for i in range(k):
+            cfg = PixelConfig(
+                num=int(num[i]),
+                magnitude=float(mag[i]),
+                relative=bool(rel[i]),
+                region=(int(region[i, 0]), int(region[i, 1])),
+            )
+            validate_config(cfg, (h, w, c), per_channel)
+        too_many = [int(n) for n in num if n > max_num]
+        if too_many:
+            raise ValueError(
+                f"num: expected at most max_num={max_num} (the perturbation was built "
+                f"with it), got {too_many}"
+            )
+
+    def make_params(configs: Sequence[PixelConfig | Mapping[str, Any]]) -> PixelParams:
+        """Host side: validated :class:`PixelParams` ``[K]`` from configurations."""
+        if isinstance(configs, Mapping) or not isinstance(configs, Sequence):
+            raise ValueError(
+                "configs: expected a sequence of PixelConfigs (or mappings of their "
+                f"fields), got {type(configs).__name__}"
+            )
+        cfgs = [as_pixel_config(cfg) for cfg in configs]
+        params = stack_configs(cfgs, (h, w, c), per_channel)
+        check_params(params)
+        return params
+
+    return Perturbation(
         sample=sample,
         apply=apply,
+        make_params=make_params,
+        check_params=check_params,
+        name="pixel_change",
         image_shape=(h, w, c),
-        max_num=max_num,
-        per_channel=per_channel,
+        static={"max_num": max_num, "per_channel": per_channel, "quantize": quantize},
     )
+
+
+def as_pixel_config(config: PixelConfig | Mapping[str, Any]) -> PixelConfig:
+    """A :class:`PixelConfig` from itself or a mapping of its fields (e.g. a
+    results-file ``config`` record, with ``region`` as ``[h, w]``).
+
+    Raises:
+      ValueError: an unknown or missing field, or another type.
+    """
+    if isinstance(config, PixelConfig):
+        return config
+    fields = [f.name for f in dataclasses.fields(PixelConfig)]
+    if not isinstance(config, Mapping):
+        raise ValueError(
+            f"configs: expected PixelConfigs or mappings with fields {fields}, got "
+            f"{type(config).__name__}"
+        )
+    unknown = sorted(set(config) - set(fields))
+    if unknown:
+        raise ValueError(f"configs: unknown field(s) {unknown}; accepted: {fields}")
+    if "num" not in config:
+        raise ValueError("configs: missing required field 'num'")
+    rec = dict(config)
+    if isinstance(rec.get("region"), list):
+        rec["region"] = tuple(rec["region"])
+    return PixelConfig(**rec)
 
 
 def change_pixels(
@@ -318,9 +392,7 @@ def change_pixels(
     shape = tuple(images.shape[1:])
     validate_config(config, shape, per_channel)
     change = pixel_change(shape, config.num, per_channel=per_channel, quantize=quantize)
-    params = jax.tree_util.tree_map(
-        lambda a: a[0], stack_configs([config], shape, per_channel)
-    )
+    params = params_at(change.make_params([config]), 0)
 
     def one(i, image):
         k = jax.random.fold_in(key, i)

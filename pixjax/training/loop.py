@@ -7,9 +7,8 @@ reproduces an uninterrupted one exactly.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -18,6 +17,7 @@ import numpy as np
 import optax
 from flax.training import train_state
 
+from pixjax.data.base import to_float
 from pixjax.types import PRNGKey
 
 # ``augment(key, image [H, W, C] in [0, 1]) -> image``, applied per image inside the step.
@@ -62,8 +62,11 @@ def make_train_step(
     augment: Augment | None = None,
     *,
     paired: bool = False,
+    jit: bool = True,
 ) -> Callable[[TrainState, jax.Array, jax.Array, PRNGKey], tuple[TrainState, dict]]:
-    """Returns a jitted ``step(state, images_u8 [B,H,W,C], labels [B], key)``.
+    """Returns ``step(state, images_u8 [B,H,W,C], labels [B], key) -> (state,
+    {"loss", "accuracy"})``, jitted (the state donated) unless ``jit=False`` (the pure
+    function, for use inside another jitted loop such as :func:`make_epoch_step`).
 
     ``key`` is the key of this step (the caller passes ``fold_in(base, state.step)``);
     image ``i`` of the batch is augmented with ``fold_in(key, i)``. With ``paired``, the
@@ -75,7 +78,7 @@ def make_train_step(
         raise ValueError("paired: needs an augment function, got None")
 
     def step(state: TrainState, images_u8, labels, key):
-        x = images_u8.astype(jnp.float32) / 255.0
+        x = to_float(images_u8)
         if augment is not None:
             keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(
                 jnp.arange(x.shape[0])
@@ -114,7 +117,7 @@ def make_train_step(
             state = state.replace(batch_stats=stats)
         return state, {"loss": loss, "accuracy": acc}
 
-    return jax.jit(step, donate_argnums=0)
+    return jax.jit(step, donate_argnums=0) if jit else step
 
 
 def _is_batchnorm(module: Any, _method: str) -> bool:
@@ -172,60 +175,97 @@ def check_batchnorm_batch(
             )
 
 
-def epoch_batches(key: PRNGKey, n: int, batch_size: int) -> np.ndarray:
-    """The shuffled index batches ``[n // batch_size, batch_size]`` of one epoch
-    (drop-last, so every step has the same shape)."""
+def _check_batch_size(n: int, batch_size: int) -> None:
     if batch_size <= 0 or batch_size > n:
         raise ValueError(
             f"batch_size: expected 1..{n} (the dataset size), got {batch_size}"
         )
-    perm = np.asarray(jax.random.permutation(key, n))
+
+
+def epoch_order(key: PRNGKey, n: int, batch_size: int) -> jax.Array:
+    """The shuffled index batches of one epoch: ``[n // batch_size, batch_size]``
+    int32, a permutation of ``0..n-1`` cut to whole batches (drop-last, so every step
+    has the same shape). Pure and jit-able (``n`` and ``batch_size`` static).
+
+    Raises:
+      ValueError: ``batch_size`` outside ``1..n``.
+    """
+    _check_batch_size(n, batch_size)
     steps = n // batch_size
+    perm = jax.random.permutation(key, n)
     return perm[: steps * batch_size].reshape(steps, batch_size)
 
 
-@functools.lru_cache(maxsize=32)
-def _predict_fn(apply_fn: Callable[..., jax.Array]):
-    @jax.jit
-    def fwd(v, xb):
-        p = jax.nn.softmax(apply_fn(v, xb.astype(jnp.float32) / 255.0), -1)
-        return jnp.argmax(p, -1), jnp.max(p, -1)
-
-    return fwd
+def epoch_batches(key: PRNGKey, n: int, batch_size: int) -> np.ndarray:
+    """:func:`epoch_order` as a host array (``[n // batch_size, batch_size]``)."""
+    return np.asarray(epoch_order(key, n, batch_size))
 
 
-def predict(
-    apply_fn: Callable[..., jax.Array],
-    variables: Any,
-    images_u8: np.ndarray,
-    batch_size: int = 1000,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Predictions and softmax confidences ``([N], [N])`` of uint8 images
-    (fixed-size batches; compiled once per ``apply_fn`` and batch shape)."""
-    fwd = _predict_fn(apply_fn)
+class FitData(NamedTuple):
+    """What every step of :func:`make_fit_step` reads (unchanged during a run).
 
-    preds, confs = [], []
-    n = images_u8.shape[0]
-    for s in range(0, n, batch_size):
-        block = images_u8[s : s + batch_size]
-        pad = batch_size - block.shape[0]
-        if pad and n > batch_size:
-            block = np.concatenate(
-                [block, np.zeros((pad, *block.shape[1:]), block.dtype)]
-            )
-        p, c = fwd(variables, block)
-        preds.append(np.asarray(p)[: min(batch_size, n - s)])
-        confs.append(np.asarray(c)[: min(batch_size, n - s)])
-    return np.concatenate(preds), np.concatenate(confs)
+    Attributes:
+      images: ``[N, H, W, C]`` uint8 training images.
+      labels: ``[N]`` int32 classes.
+      order: ``[E, S, B]`` int32, batch ``s`` of epoch ``e`` (:func:`fit_order`).
+      augment_key: optimiser step ``t`` augments with ``fold_in(augment_key, t)``.
+    """
+
+    images: jax.Array
+    labels: jax.Array
+    order: jax.Array
+    augment_key: PRNGKey
 
 
-def evaluate(
-    apply_fn: Callable[..., jax.Array],
-    variables: Any,
-    images_u8: np.ndarray,
-    labels: np.ndarray,
-    batch_size: int = 1000,
-) -> float:
-    """Top-1 accuracy of uint8 images."""
-    pred, _ = predict(apply_fn, variables, images_u8, batch_size)
-    return float(np.mean(pred == np.asarray(labels)))
+class FitState(NamedTuple):
+    """The evolving state of :func:`make_fit_step`.
+
+    Attributes:
+      train: the :class:`TrainState` (its ``step`` counts optimiser steps).
+      batch: int32 scalar, the batches done in this run (batch ``b`` is batch
+        ``b % S`` of epoch ``b // S``).
+    """
+
+    train: TrainState
+    batch: jax.Array
+
+
+def fit_order(order_key: PRNGKey, epochs: int, n: int, batch_size: int) -> jax.Array:
+    """The batches of ``epochs`` epochs: ``[epochs, n // batch_size, batch_size]``
+    int32; epoch ``e`` is ``epoch_order(fold_in(order_key, e), n, batch_size)``.
+
+    Raises:
+      ValueError: ``batch_size`` outside ``1..n``; ``epochs`` not positive.
+    """
+    _check_batch_size(n, batch_size)
+    if epochs <= 0:
+        raise ValueError(f"epochs: expected a positive integer, got {epochs}")
+    epoch = lambda e: epoch_order(jax.random.fold_in(order_key, e), n, batch_size)  # noqa: E731
+    return jax.jit(jax.vmap(epoch))(jnp.arange(epochs))
+
+
+def make_fit_step(
+    augment: Augment | None = None, *, paired: bool = False
+) -> Callable[[FitState, FitData], tuple[FitState, dict[str, jax.Array]]]:
+    """Returns the pure ``step(state, data) -> (state, metrics)`` of training, one
+    optimiser step per call, for :func:`pixjax.driver.run` (one driver step = one
+    batch, one chunk = one epoch): step ``b`` trains on batch ``data.order[b // S,
+    b % S]`` with the augmentation key ``fold_in(data.augment_key, state.train.step)``,
+    so a run gives the same numbers however it is split or resumed.
+
+    Returns:
+      ``step`` with ``metrics = {"loss": [], "accuracy": []}`` float32, the loss
+      before the update.
+    """
+    train_step = make_train_step(augment, paired=paired, jit=False)
+
+    def step(state: FitState, data: FitData):
+        per_epoch = data.order.shape[1]
+        idx = data.order[state.batch // per_epoch, state.batch % per_epoch]
+        key = jax.random.fold_in(data.augment_key, state.train.step)
+        train, metrics = train_step(
+            state.train, data.images[idx], data.labels[idx], key
+        )
+        return FitState(train, state.batch + 1), metrics
+
+    return step
