@@ -20,7 +20,12 @@ setup(
     packages=packages,
     package_dir={dst: src for src, dst in _MAPPED.items()},
     package_data={
-        "pixjax": ["py.typed", "data/*.txt", "data/_bundled/*.npz", "data/_bundled/*.md"],
+        "pixjax": [
+            "py.typed",
+            "data/*.txt",
+            "data/_bundled/*.npz",
+            "data/_bundled/*.md",
+        ],
         "pixjax._checkpoints": ["*/metadata.json", "*/variables/**/*", "README.md"],
     },
     include_package_data=False,

@@ -4,14 +4,27 @@ Run directory::
 
     models/<name>/checkpoints/   orbax CheckpointManager (one step per epoch; resume)
     models/<name>/model/         the finished model (metadata + variables)
-    results.json, results.csv, report.md, robustness.png, fgsm_eps.png, examples.png
+    results.json, results.csv, report.md, robustness.png, examples.png
 
 A killed run resumes where it stopped: finished models are reused, the one in progress
 continues from its last epoch, and the parameters equal those of an uninterrupted run.
+
+Keys: the root key ``key(seed)`` is split by purpose (:func:`pixjax.keys.purpose_keys`):
+``train`` (split by :func:`pixjax.experiments.fitting.fit` into the data order and the
+augmentation; the same for every variant, so all see the same batches) and
+``evaluation`` (the random pixel changes, the same for every model, so the McNemar
+tests compare the models on identical changed images); ``init`` only fills the
+argument of :func:`pixjax.training.create_state` (fine-tuning starts from the
+checkpoint's weights, so nothing is drawn from it). FGSM draws nothing.
+
+``compute`` returns the results (the examples figure's images are stored in them as
+uint8); ``write``, ``plots`` and ``report`` work from ``results.json`` alone, so
+``pixjax report WORKDIR`` rebuilds the report and the figures.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import time
 from typing import Any
@@ -19,22 +32,28 @@ from typing import Any
 import jax
 import numpy as np
 import optax
-
 from pixjax.experiments import common, reporting
 from pixjax.experiments.adversarial import check_dataset_attack, eps_curve, fgsm_dataset
 from pixjax.experiments.configs.augment_finetune import Config
 from pixjax.experiments.fitting import fit
-from pixjax.experiments.pixel_change import load_model
+
 from pixjax import checkpoints, data, models
 from pixjax.attacks import check_args
-from pixjax.evaluation import make_sweeper, mcnemar, pixel_index, run_sweep, summarize
+from pixjax.evaluation import (
+    make_sweeper,
+    mcnemar,
+    run_sweep,
+    summarize_pixel_outputs,
+    summarize_seeds,
+)
+from pixjax.evaluation.predict import predict
+from pixjax.keys import purpose_keys
 from pixjax.perturb import PixelConfig, pixel_change
 from pixjax.training import (
     check_batchnorm_batch,
     create_state,
     gaussian_noise,
     identity,
-    predict,
     random_shifts,
     small_distance,
 )
@@ -45,9 +64,26 @@ DESCRIPTION = (
 BASELINES = ("noise", "shift", "repeat")
 EPS_CURVE = tuple(float(e) for e in np.linspace(0, 0.3, 7))
 OPTIMIZERS = ("adam", "sgd")
+# the purposes of the subkeys of key(seed) (pixjax.keys.purpose_keys); fit splits the
+# "train" key into the data order and the augmentation
+PURPOSES = ("init", "train", "evaluation")
+EXAMPLES = 6  # transfer examples shown in examples.png (stored in the results)
+# what each McNemar test compares: clean images, pixel-changed images (seed 0 of the
+# sweep, largest Num), FGSM crafted on the original, FGSM crafted on the model itself
+MCNEMAR = ("clean", "changed", "transfer", "white_box")
 
 
-def validate(config: Config):
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    module: Any
+    variables: Any
+    meta: dict[str, Any]
+    train: data.Dataset  # the class-balanced training subset
+    test: data.Dataset
+
+
+def validate(config: Config) -> Setup:
+    """Checks the configuration and loads the model and the data (no writes)."""
     common.require_finite(config)
     if not config.nums:
         raise common.ConfigError(
@@ -86,7 +122,9 @@ def validate(config: Config):
             f"dataset: {config.dataset!r} has no labels; set labels_from_model=true to "
             "train and evaluate against the original model's clean predictions"
         )
-    module, variables, meta = load_model(config, train.image_shape)
+    module, variables, meta = common.load_checkpoint(
+        config.model, config.checkpoint, train.image_shape
+    )
     if config.labels_from_model:
         # Unlabelled data (photos): the original is right by definition; the question
         # is how far pixel changes, FGSM and fine-tuning move each model from it.
@@ -132,7 +170,7 @@ def validate(config: Config):
             f"batch_size: expected at most train_images={len(subset)}, got "
             f"{config.batch_size}"
         )
-    return module, variables, meta, train.take(subset), test
+    return Setup(module, variables, meta, train.take(subset), test)
 
 
 def balanced_subset(labels: np.ndarray, n: int) -> np.ndarray:
@@ -174,7 +212,17 @@ def variants(config: Config, shape) -> list[tuple[str, Any]]:
     return out
 
 
-def train_variants(config, module, variables, meta, train, workdir):
+def train_variants(
+    config: Config,
+    setup: Setup,
+    run_dir: pathlib.Path,
+    keys: dict[str, jax.Array],
+    command: str,
+) -> dict[str, Any]:
+    """The original's variables and every variant's, fine-tuned (or reloaded from a
+    finished ``models/<name>/model``; an unfinished one resumes from its checkpoints).
+    Every variant uses ``keys["train"]``: the same batches (equal budget)."""
+    module, variables, train = setup.module, setup.variables, setup.train
     shape = train.image_shape
     tx = (
         optax.adam(config.learning_rate)
@@ -183,28 +231,28 @@ def train_variants(config, module, variables, meta, train, workdir):
     )
     trained = {"original": variables}
     for name, augment in variants(config, shape):
-        run_dir = workdir / "models" / name
-        if (run_dir / "model" / checkpoints.METADATA).exists():
+        model_dir = pathlib.Path(run_dir) / "models" / name
+        if (model_dir / "model" / checkpoints.METADATA).exists():
             _, trained[name], _ = checkpoints.load_model(
-                run_dir / "model", arch=config.model
+                model_dir / "model", arch=config.model
             )
             continue
         state = create_state(
             module,
-            jax.random.key(0),
+            keys["init"],  # unused: the weights come from the checkpoint
             shape,
             tx,
             variables["params"],
             variables.get("batch_stats"),
         )
-        state, history = fit(
+        state, _ = fit(
             state,
             train.images,
             train.labels,
-            run_dir=run_dir,
+            run_dir=model_dir,
             epochs=config.epochs,
             batch_size=config.batch_size,
-            key=jax.random.key(config.seed),
+            key=keys["train"],
             augment=augment,
             paired=True,
             desc=name,
@@ -212,190 +260,163 @@ def train_variants(config, module, variables, meta, train, workdir):
         )
         trained[name] = state.variables
         model_meta = {
-            **common.run_metadata(config),
+            **common.run_metadata(config, command=command),
             "arch": config.model,
-            "model_kwargs": meta.get("model_kwargs", {}),
+            "model_kwargs": setup.meta.get("model_kwargs", {}),
             "input_shape": list(shape),
-            "class_names": meta.get("class_names", []),
+            "class_names": setup.meta.get("class_names", []),
             "variant": name,
             "fine_tuned_from": str(config.checkpoint),
             "train_images": len(train.images),
             "seed": config.seed,
         }
-        checkpoints.save_model(run_dir / "model", trained[name], model_meta)
+        checkpoints.save_model(model_dir / "model", trained[name], model_meta)
     return trained
 
 
-def evaluate_models(config, module, trained, test):
+def _pixel_changes(config: Config, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per Num: the seed summary (mean, sample sd ddof=1, pooled Wilson interval) of
+    the accuracy, the flip rate and the Pixel-index over the sweep's seeds."""
+    k_total = len(config.eval_nums)
+    return {
+        str(n): summarize_seeds(
+            rows[k::k_total],  # row s * K + k: configuration k, every seed
+            {
+                "accuracy": ("correct", "n"),
+                "flip_rate": ("flips", "clean_correct"),
+                "pixel_index": None,
+            },
+        )
+        for k, n in enumerate(config.eval_nums)
+    }
+
+
+def evaluate_models(
+    config: Config, module: Any, trained: dict[str, Any], test: data.Dataset, key
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Every model's clean accuracy, pixel-change robustness (the same changes for
+    every model, from ``key``), FGSM transfer and white-box results, eps curve and
+    McNemar tests against the original; and the transfer examples of the figure."""
     shape = test.image_shape
     labels = test.labels
-    key = jax.random.key(config.seed)
     grid = [PixelConfig(n) for n in config.eval_nums]
-    sweeper = make_sweeper(module.apply, pixel_change(shape, max(config.eval_nums)))
+    change = pixel_change(shape, max(config.eval_nums))
+    sweeper = make_sweeper(module.apply, change)
+    params = change.make_params(grid)  # stacked [K], validated
     orig = trained["original"]
+    bs = config.batch_size_eval
+    fgsm_args = dict(loss=config.loss, batch_size=bs)
     adv_orig = fgsm_dataset(
-        module.apply,
-        orig,
-        test.images,
-        labels,
-        config.eps,
-        loss=config.loss,
-        batch_size=config.batch_size_eval,
+        module.apply, orig, test.images, labels, config.eps, **fgsm_args
     )
     transfer = (adv_orig.clean_pred == labels) & (adv_orig.pred != labels)
     num_classes = max(int(labels.max()) + 1, len(test.class_names))
-    results, raw = {}, {}
+    n_max = str(max(config.eval_nums))
+    results, raw, transfer_pred = {}, {}, {}
     for name, v in trained.items():
         out = run_sweep(
             sweeper,
             v,
             test.images,
-            grid,
+            params,
             key,
             seeds=config.eval_seeds,
-            batch_size=config.batch_size_eval,
+            batch_size=bs,
             progress=False,
         )
-        rows = []
-        for s_i, _ in enumerate(config.eval_seeds):
-            for k in range(len(grid)):
-                r = out.pred[s_i * len(grid) + k]
-                rows.append(
-                    summarize(
-                        labels,
-                        out.clean_pred,
-                        r,
-                        out.confidence[s_i * len(grid) + k],
-                        num_classes,
-                    )
-                )
-        by_num = {}
-        for k, n in enumerate(config.eval_nums):
-            rs = [rows[s * len(grid) + k] for s in range(len(config.eval_seeds))]
-            acc = [r["accuracy"] for r in rs]
-            fr = [r["flip_rate"] for r in rs]
-            by_num[n] = {
-                "accuracy_mean": float(np.mean(acc)),
-                "accuracy_std": float(np.std(acc, ddof=1)) if len(acc) > 1 else 0.0,
-                "flip_rate_mean": float(np.mean(fr)),
-                "flip_rate_std": float(np.std(fr, ddof=1)) if len(fr) > 1 else 0.0,
-            }
-        n_max = max(config.eval_nums)
-        w = by_num[n_max]["flip_rate_mean"]
+        rows = summarize_pixel_outputs(
+            out, labels, grid, config.eval_seeds, shape, num_classes
+        )
+        by_num = _pixel_changes(config, rows)
         adv_own = fgsm_dataset(
-            module.apply,
-            v,
-            test.images,
-            labels,
-            config.eps,
-            loss=config.loss,
-            batch_size=config.batch_size_eval,
+            module.apply, v, test.images, labels, config.eps, **fgsm_args
         )
         own_ok = adv_own.clean_pred == labels
-        t_pred, _ = predict(
-            module.apply, v, adv_orig.images[transfer], config.batch_size_eval
-        )
+        t_pred, _ = predict(module.apply, v, adv_orig.images[transfer], bs)
         still = t_pred != labels[transfer]
-        curve = eps_curve(
-            module.apply,
-            v,
-            test.images,
-            labels,
-            EPS_CURVE,
-            loss=config.loss,
-            batch_size=config.batch_size_eval,
-        )
         results[name] = {
             "clean_accuracy": float(np.mean(out.clean_pred == labels)),
-            "pixel_changes": {str(n): by_num[n] for n in config.eval_nums},
-            "pixel_index": pixel_index(w, n_max, shape[:2]) if w == w else float("nan"),
-            "fgsm_transfer_still_adversarial": float(np.mean(still))
-            if len(still)
-            else float("nan"),
+            "pixel_changes": by_num,
+            # at the largest Num, mean over the seeds
+            "pixel_index": by_num[n_max]["pixel_index_mean"],
+            "fgsm_transfer_still_adversarial": (
+                float(np.mean(still)) if len(still) else float("nan")
+            ),
             "fgsm_transfer_examples": int(transfer.sum()),
-            "fgsm_white_box_success": float(
-                np.mean(adv_own.pred[own_ok] != labels[own_ok])
-            )
-            if own_ok.any()
-            else float("nan"),
+            "fgsm_white_box_success": (
+                float(np.mean(adv_own.pred[own_ok] != labels[own_ok]))
+                if own_ok.any()
+                else float("nan")
+            ),
             # images whose input gradient was exactly zero (FGSM could not move
             # them): white-box FGSM on the model itself, and among its correct images
             "fgsm_zero_gradient": int(adv_own.zero_gradient.sum()),
             "fgsm_zero_gradient_attacked": int((adv_own.zero_gradient & own_ok).sum()),
             "fgsm_attacked": int(own_ok.sum()),
-            "fgsm_eps_curve": curve,
+            "fgsm_eps_curve": eps_curve(
+                module.apply, v, test.images, labels, EPS_CURVE, **fgsm_args
+            ),
         }
-        k_max = len(grid) - 1  # seed 0, largest Num
+        k_max = len(grid) - 1  # first seed, largest Num
         raw[name] = {
             "clean": out.clean_pred == labels,
             "changed": out.pred[k_max] == labels,
             "transfer": t_pred == labels[transfer],
             "white_box": adv_own.pred == labels,
         }
+        transfer_pred[name] = t_pred
     for name in results:
         results[name]["mcnemar_vs_original"] = {
-            what: mcnemar(raw["original"][what], raw[name][what])
-            for what in ("clean", "changed", "transfer", "white_box")
+            what: mcnemar(raw["original"][what], raw[name][what]) for what in MCNEMAR
         }
-    return results, adv_orig, transfer
+    return results, _examples(results, test, adv_orig, transfer, transfer_pred)
 
 
-def run(
-    config: Config, workdir: pathlib.Path, *, overwrite: bool = False
-) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    module, variables, meta, train, test = validate(config)
-    workdir = common.prepare_workdir(
-        workdir, config, experiment="augment-finetune", overwrite=overwrite
-    )
-    trained = train_variants(config, module, variables, meta, train, workdir)
-    results, adv_orig, transfer = evaluate_models(config, module, trained, test)
-    verdict = _verdict(results, config)
-    out = {
-        "metadata": common.run_metadata(
-            config,
-            model=config.model,
-            dataset=test.name,
-            train_images=len(train.images),
-        ),
-        "models": results,
-        "verdict": verdict,
+def _examples(results, test, adv_orig, transfer, transfer_pred) -> dict | None:
+    """A few FGSM examples crafted on the original that fool it (uint8 images and
+    the predictions of the original and of the small-distance model that resists the
+    transfer best), for the examples figure; ``None`` without such examples."""
+    idx = np.flatnonzero(transfer)
+    if not len(idx):
+        return None
+    step = max(1, len(idx) // EXAMPLES)
+    take = np.arange(0, len(idx), step)[:EXAMPLES]  # positions among transfer images
+    pick = idx[take]
+    sd = [k for k in results if k.startswith("model-")]
+    best = min(sd, key=lambda k: results[k]["fgsm_transfer_still_adversarial"])
+    adversarial = common.pack_uint8(adv_orig.images[pick])  # FGSM on the original
+    return {  # the layout of reporting.examples_figure
+        "index": pick.tolist(),
+        "labels": test.labels[pick].tolist(),
+        "clean_pred": adv_orig.clean_pred[pick].tolist(),
+        "original": common.pack_uint8(test.images[pick]),
+        "rows": [
+            {
+                "title": "FGSM on original\n(original's pred)",
+                "images": adversarial,
+                "pred": adv_orig.pred[pick].tolist(),
+            },
+            {
+                "title": f"same images\n{best}'s pred",
+                "images": adversarial,
+                "pred": transfer_pred[best][take].tolist(),
+            },
+        ],
+        "model": best,
     }
-    common.write_json_atomic(workdir / "results.json", common.to_jsonable(out))
-    rows = []
-    for name, r in results.items():
-        row = {"model": name, "clean_accuracy": r["clean_accuracy"]}
-        for n, v in r["pixel_changes"].items():
-            row[f"accuracy_num{n}"] = v["accuracy_mean"]
-        row |= {
-            "pixel_index": r["pixel_index"],
-            "fgsm_transfer_still_adversarial": r["fgsm_transfer_still_adversarial"],
-            "fgsm_white_box_success": r["fgsm_white_box_success"],
-            "fgsm_zero_gradient": r["fgsm_zero_gradient"],
-            "mcnemar_changed_p": r["mcnemar_vs_original"]["changed"]["p_value"],
-        }
-        rows.append(row)
-    common.write_csv_atomic(workdir / "results.csv", rows)
-    _plots(workdir, results, config)
-    _examples(workdir, module, trained, test, adv_orig, transfer, results)
-    common.write_text_atomic(
-        workdir / "report.md", _report(out, config, time.perf_counter() - t0)
-    )
-    print(verdict["summary"])
-    print(f"wrote {workdir}/report.md, results.json, results.csv and plots")
-    return out
 
 
-def _verdict(results, config) -> dict[str, Any]:
+def _verdict(results, config: Config) -> dict[str, Any]:
     n_max = str(max(config.eval_nums))
     sd = {k: v for k, v in results.items() if k.startswith("model-")}
     base = {k: v for k, v in results.items() if k not in sd and k != "original"}
-    key_pc = lambda item: item[1]["pixel_changes"][n_max]["accuracy_mean"]
-    key_tr = lambda item: -item[1]["fgsm_transfer_still_adversarial"]
+    key_pc = lambda item: item[1]["pixel_changes"][n_max]["accuracy_mean"]  # noqa: E731
+    key_tr = lambda item: -item[1]["fgsm_transfer_still_adversarial"]  # noqa: E731
     best_sd = max(sd.items(), key=key_pc)
     out = {"best_small_distance_pixel_changes": best_sd[0]}
+    original = results["original"]["pixel_changes"][n_max]["accuracy_mean"]
     parts = [
-        f"At Num={n_max}: original {100 * results['original']['pixel_changes'][n_max]['accuracy_mean']:.2f}%"
+        f"At Num={n_max}: original {100 * original:.2f}%"
         f", best small-distance model {best_sd[0]} "
         f"{100 * key_pc(best_sd):.2f}%"
     ]
@@ -420,39 +441,105 @@ def _verdict(results, config) -> dict[str, Any]:
     return out
 
 
-def _plots(workdir, results, config) -> None:
+def compute(
+    config: Config, setup: Setup, *, run_dir: pathlib.Path, command: str
+) -> dict[str, Any]:
+    """Fine-tunes every variant (resumable, under ``run_dir/models``), evaluates them
+    and the original; returns the results."""
+    t0 = time.perf_counter()
+    keys = purpose_keys(jax.random.key(config.seed), *PURPOSES)
+    trained = train_variants(config, setup, run_dir, keys, command)
+    t_train = time.perf_counter()
+    results, examples = evaluate_models(
+        config, setup.module, trained, setup.test, keys["evaluation"]
+    )
+    t_end = time.perf_counter()
+    return {
+        "metadata": common.run_metadata(
+            config,
+            command=command,
+            model=config.model,
+            dataset=setup.test.name,
+            train_images=len(setup.train.images),
+            test_images=len(setup.test.images),
+            class_names=list(setup.test.class_names),
+            timings={
+                "train_s": t_train - t0,
+                "evaluate_s": t_end - t_train,
+                "total_s": t_end - t0,
+            },
+        ),
+        "models": results,
+        "verdict": _verdict(results, config),
+        "examples": examples,
+    }
+
+
+# --- from the results document alone ---------------------------------------------------
+
+
+def _float(x: float | None) -> float:
+    return float("nan") if x is None else float(x)
+
+
+def write(workdir: pathlib.Path, doc: dict[str, Any]) -> None:
+    """``results.csv``: one row per model (accuracy per Num: mean over the seeds)."""
+    rows = []
+    for name, r in doc["models"].items():
+        row = {"model": name, "clean_accuracy": r["clean_accuracy"]}
+        for n, v in r["pixel_changes"].items():
+            row[f"accuracy_num{n}"] = v["accuracy_mean"]
+        row |= {
+            "pixel_index": r["pixel_index"],
+            "fgsm_transfer_still_adversarial": r["fgsm_transfer_still_adversarial"],
+            "fgsm_white_box_success": r["fgsm_white_box_success"],
+            "fgsm_zero_gradient": r["fgsm_zero_gradient"],
+            "mcnemar_changed_p": r["mcnemar_vs_original"]["changed"]["p_value"],
+        }
+        rows.append(row)
+    common.write_csv_atomic(pathlib.Path(workdir) / "results.csv", rows)
+
+
+def plots(workdir: pathlib.Path, doc: dict[str, Any]) -> list[str]:
+    """``robustness.png`` (accuracy under pixel changes per Num, white-box FGSM per
+    eps) and, with transfer examples, ``examples.png``."""
+    workdir = pathlib.Path(workdir)
+    files = [_robustness_plot(workdir, doc)]
+    if doc.get("examples"):
+        reporting.examples_figure(
+            workdir / "examples.png", doc["examples"], doc["metadata"]["class_names"]
+        )
+        files.append("examples.png")
+    return files
+
+
+def _robustness_plot(workdir: pathlib.Path, doc: dict[str, Any]) -> str:
     plt = reporting._plt()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    nums = list(config.eval_nums)
-    for name, r in results.items():
-        y = [100 * r["pixel_changes"][str(n)]["accuracy_mean"] for n in nums]
-        e = [100 * r["pixel_changes"][str(n)]["accuracy_std"] for n in nums]
+    nums = list(doc["metadata"]["config"]["eval_nums"])
+    for name, r in doc["models"].items():
+        pc = r["pixel_changes"]
+        y = [100 * _float(pc[str(n)]["accuracy_mean"]) for n in nums]
+        e = [100 * _float(pc[str(n)]["accuracy_std"]) for n in nums]
         style = "-" if name.startswith("model-") else "--"
+        width = 2.5 if name == "original" else 1.2
         axes[0].errorbar(
-            nums,
-            y,
-            yerr=e,
-            marker="o",
-            ms=3,
-            capsize=2,
-            ls=style,
-            label=name,
-            lw=2.5 if name == "original" else 1.2,
+            nums, y, yerr=e, marker="o", ms=3, capsize=2, ls=style, label=name, lw=width
         )
         c = r["fgsm_eps_curve"]
         axes[1].plot(
             c["eps"],
-            np.array(c["success_rate"]) * 100,
+            [100 * _float(v) for v in c["success_rate"]],
             marker="o",
             ms=3,
             ls=style,
             label=name,
-            lw=2.5 if name == "original" else 1.2,
+            lw=width,
         )
     axes[0].set_xscale("log", base=2)
     axes[0].set_xticks(nums, [str(n) for n in nums])
     axes[0].set_xlabel("changed pixels (Num), values 0..255")
-    axes[0].set_ylabel("accuracy after change (%), mean +- sd over seeds")
+    axes[0].set_ylabel("accuracy after change (%), mean +- sample sd over seeds")
     axes[0].set_title("random pixel changes (Table 10)")
     axes[1].set_xlabel("FGSM eps (L-inf)")
     axes[1].set_ylabel("white-box FGSM success among correct (%)")
@@ -463,61 +550,54 @@ def _plots(workdir, results, config) -> None:
     fig.tight_layout()
     common.save_figure_atomic(fig, workdir / "robustness.png")
     plt.close(fig)
+    return "robustness.png"
 
 
-def _examples(workdir, module, trained, test, adv_orig, transfer, results) -> None:
-    idx = np.flatnonzero(transfer)
-    if not len(idx):
-        return
-    pick = idx[:: max(1, len(idx) // 6)][:6]
-    sd = [k for k in results if k.startswith("model-")]
-    best = min(sd, key=lambda k: results[k]["fgsm_transfer_still_adversarial"])
-    x = test.images[pick].astype(np.float32) / 255.0
-    a = adv_orig.images[pick].astype(np.float32) / 255.0
-    p_best, _ = predict(module.apply, trained[best], adv_orig.images[pick])
-    rows = [
-        ("FGSM on original\n(original's pred)", a, adv_orig.pred[pick]),
-        (f"same images\n{best}'s pred", a, p_best),
-    ]
-    reporting.example_grid(
-        workdir / "examples.png",
-        x,
-        rows,
-        test.labels[pick],
-        adv_orig.clean_pred[pick],
-        test.class_names,
-    )
+def _mcnemar_cell(m: dict[str, Any]) -> str:
+    p = "n/a" if m["p_value"] is None else f"{m['p_value']:.3g}"
+    return f"b={m['b']} c={m['c']} p={p}"
 
 
-def _report(out, config: Config, total_s: float) -> str:
+def report(doc: dict[str, Any]) -> str:
+    """The Markdown report (Tables 10 and 11, McNemar tests), from the document."""
     f = reporting.fmt_pct
-    res = out["models"]
-    nums = list(config.eval_nums)
+    meta = doc["metadata"]
+    cfg = meta["config"]
+    res = doc["models"]
+    nums = list(cfg["eval_nums"])
+    seeds = list(cfg["eval_seeds"])
+    b = cfg["batch_size"]
     lines = [
         "# Small-distance augmentation and its defence tests",
         "",
-        f"- command: `{out['metadata']['command']}`",
-        f"- fine-tuned from `{config.checkpoint}` on {out['metadata']['train_images']} "
-        f"training images, {config.epochs} epochs, {config.optimizer} lr "
-        f"{config.learning_rate}, batch {config.batch_size} clean + {config.batch_size} "
-        "augmented copies (every variant sees the same batches: equal budget)",
-        f"- evaluated on {out['metadata']['dataset']}; pixel changes: values 0..255 "
-        f"anywhere, seeds {list(config.eval_seeds)}; FGSM L-inf eps {config.eps}, loss "
-        f"{config.loss}, 8-bit",
+        f"- command: `{meta['command']}`",
+        f"- fine-tuned from `{cfg['checkpoint']}` on {meta['train_images']} "
+        f"training images, {cfg['epochs']} epochs, {cfg['optimizer']} lr "
+        f"{cfg['learning_rate']}, batch {b} clean + {b} augmented copies (every "
+        "variant sees the same batches: equal budget)",
+        f"- evaluated on {meta['dataset']}; pixel changes: values 0..255 anywhere, "
+        f"seeds {seeds}; FGSM L-inf eps {cfg['eps']}, loss {cfg['loss']}, 8-bit",
         *(
             [
                 "- labels: the original model's clean predictions "
                 "(labels_from_model; the original is right by definition, and training "
                 "and test images are the same photos when the dataset has one split)"
             ]
-            if config.labels_from_model
+            if cfg["labels_from_model"]
             else []
         ),
-        f"- whole run {total_s:.1f} s",
+        f"- whole run {meta['timings']['total_s']:.1f} s",
         "",
-        f"**Verdict:** {out['verdict']['summary']}.",
+        f"**Verdict:** {doc['verdict']['summary']}.",
         "",
         "## Accuracy under random pixel changes (Table 10)",
+        "",
+        f"Num columns: accuracy after the change, mean +- sample sd (ddof=1) over the "
+        f"seeds {seeds}"
+        + (" (0 with a single seed)" if len(seeds) == 1 else "")
+        + "; results.json also holds the 95% Wilson interval of the counts pooled "
+        f"over the seeds. Pixel-index at Num {max(nums)}, mean over the seeds (lower "
+        "is more robust).",
         "",
         reporting.markdown_table(
             ["model", "clean %", *[f"Num {n} %" for n in nums], "Pixel-index"],
@@ -530,7 +610,7 @@ def _report(out, config: Config, total_s: float) -> str:
                         f"{f(r['pixel_changes'][str(n)]['accuracy_std'])}"
                         for n in nums
                     ],
-                    f"{r['pixel_index']:.2f}",
+                    reporting.fmt_num(r["pixel_index"]),
                 ]
                 for name, r in res.items()
             ],
@@ -569,20 +649,14 @@ def _report(out, config: Config, total_s: float) -> str:
             [
                 "model",
                 "clean",
-                f"Num {max(nums)} (seed {config.eval_seeds[0]})",
+                f"Num {max(nums)} (seed {seeds[0]})",
                 "FGSM transfer",
                 "FGSM white-box",
             ],
             [
                 [
                     name,
-                    *[
-                        f"b={m['b']} c={m['c']} p={m['p_value']:.3g}"
-                        for m in (
-                            r["mcnemar_vs_original"][w]
-                            for w in ("clean", "changed", "transfer", "white_box")
-                        )
-                    ],
+                    *[_mcnemar_cell(r["mcnemar_vs_original"][w]) for w in MCNEMAR],
                 ]
                 for name, r in res.items()
                 if name != "original"
@@ -590,6 +664,11 @@ def _report(out, config: Config, total_s: float) -> str:
         ),
         "",
         "![robustness](robustness.png)",
-        "![examples](examples.png)",
     ]
+    if doc.get("examples"):
+        lines.append("![examples](examples.png)")
     return "\n".join(lines) + "\n"
+
+
+def summary_lines(doc: dict[str, Any]) -> list[str]:
+    return [doc["verdict"]["summary"]]

@@ -19,14 +19,23 @@ import sys
 
 # name -> (main module, config module); a literal registry, imported lazily.
 EXPERIMENTS: dict[str, tuple[str, str]] = {
-    "pixel-change": ("pixjax.experiments.pixel_change", "pixjax.experiments.configs.pixel_change"),
+    "pixel-change": (
+        "pixjax.experiments.pixel_change",
+        "pixjax.experiments.configs.pixel_change",
+    ),
     "augment-finetune": (
         "pixjax.experiments.augment_finetune",
         "pixjax.experiments.configs.augment_finetune",
     ),
-    "fgsm-recovery": ("pixjax.experiments.fgsm_recovery", "pixjax.experiments.configs.fgsm_recovery"),
+    "fgsm-recovery": (
+        "pixjax.experiments.fgsm_recovery",
+        "pixjax.experiments.configs.fgsm_recovery",
+    ),
     "train": ("pixjax.experiments.train", "pixjax.experiments.configs.train"),
-    "rbm-nudge": ("pixjax.experiments.rbm_nudge", "pixjax.experiments.configs.rbm_nudge"),
+    "rbm-nudge": (
+        "pixjax.experiments.rbm_nudge",
+        "pixjax.experiments.configs.rbm_nudge",
+    ),
 }
 
 
@@ -158,9 +167,6 @@ def main(argv: list[str] | None = None) -> int:
         config = common.apply_overrides(configs.get_config(args.preset), args.overrides)
         if args.show_config:
             print(config)
-            return 0
-        if not hasattr(module, "compute"):  # TODO(issue 12): until every module splits
-            module.run(config, pathlib.Path(args.workdir), overwrite=args.overwrite)
             return 0
         common.run_experiment(
             args.experiment,

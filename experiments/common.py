@@ -118,6 +118,120 @@ def shipped_checkpoints() -> list[str]:
     )
 
 
+def load_checkpoint(
+    model_name: str, checkpoint: str | None, image_shape: typing.Sequence[int]
+) -> tuple[Any, Any, dict[str, Any]]:
+    """The one checkpoint loader of the experiments: ``(module, variables, meta)``.
+
+    Args:
+      model_name: the architecture the config asks for (``config.model``); an unknown
+        name is an error listing the registered models, a checkpoint of another
+        architecture is refused (:func:`pixjax.checkpoints.load_model`).
+      checkpoint: a shipped name (``lenet5-mnist``, see :func:`shipped_checkpoints`) or
+        a model directory written by ``pixjax run train`` /
+        :func:`pixjax.checkpoints.save_model`.
+      image_shape: ``(H, W, C)`` of the images the run feeds the model; any size the
+        architecture takes with these weights is accepted (the recorded input shape
+        is a default: a converted ResNet records 224x224 and runs on 32x32).
+
+    Raises:
+      ConfigError: no checkpoint, or images the model cannot take.
+      FileNotFoundError: no such checkpoint (the message lists the shipped ones).
+      ValueError: unknown model, another architecture, a broken checkpoint.
+    """
+    from pixjax import checkpoints, models
+
+    models.get_model(model_name)  # unknown name -> error listing the models
+    path = resolve_checkpoint(checkpoint)
+    if path is None:
+        raise ConfigError(
+            "checkpoint: required (a shipped name such as "
+            f"{DEFAULT_CHECKPOINT!r} or a model directory written by `pixjax run "
+            "train` / pixjax.checkpoints.save_model)"
+        )
+    if not path.exists():
+        raise FileNotFoundError(
+            f"checkpoint: {str(path)!r} does not exist; shipped checkpoints: "
+            f"{shipped_checkpoints()}"
+        )
+    module, variables, meta = checkpoints.load_model(path, arch=model_name)
+    if tuple(meta["input_shape"]) != tuple(image_shape):
+        try:
+            models.check_input(module, variables, tuple(image_shape))
+        except ValueError as e:
+            raise ConfigError(
+                f"dataset: images of shape {tuple(image_shape)} do not fit checkpoint "
+                f"{str(path)!r} (recorded input {tuple(meta['input_shape'])}): {e}"
+            ) from None
+    return module, variables, meta
+
+
+def pack_uint8(images: Any) -> dict[str, Any]:
+    """A uint8 array as a compact JSON value for ``results.json``: ``{"dtype":
+    "uint8", "shape": [...], "base64": "..."}`` (the raw bytes, C order). Used for the
+    few example images a figure is redrawn from (a nested list would be one line per
+    value in the indented file: millions of lines for a few 224x224 photos).
+
+    Raises:
+      ValueError: not a uint8 array.
+    """
+    import base64
+
+    import numpy as np
+
+    a = np.asarray(images)
+    if a.dtype != np.uint8:
+        raise ValueError(f"images: expected dtype uint8, got {a.dtype}")
+    return {
+        "dtype": "uint8",
+        "shape": list(a.shape),
+        "base64": base64.b64encode(np.ascontiguousarray(a).tobytes()).decode("ascii"),
+    }
+
+
+def float_to_uint8(images: Any) -> Any:
+    """Images in ``[0, 1]`` (numpy or jax, any shape) as uint8 pixel levels
+    ``round(255 x)`` on the host, e.g. perturbed images kept for a figure (exact for
+    whole-level images such as quantised pixel changes)."""
+    import numpy as np
+
+    x = np.asarray(images, np.float64)
+    return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
+
+
+def unpack_uint8(packed: dict[str, Any]) -> Any:
+    """The uint8 numpy array of :func:`pack_uint8`.
+
+    Raises:
+      ValueError: not such a value, or bytes that do not fill its shape.
+    """
+    import base64
+    import binascii
+
+    import numpy as np
+
+    if not (
+        isinstance(packed, dict)
+        and packed.get("dtype") == "uint8"
+        and isinstance(packed.get("shape"), list)
+        and isinstance(packed.get("base64"), str)
+    ):
+        raise ValueError(
+            "images: expected a packed uint8 array {'dtype': 'uint8', 'shape', "
+            f"'base64'}}, got {type(packed).__name__}"
+        )
+    shape = tuple(int(d) for d in packed["shape"])
+    try:
+        raw = base64.b64decode(packed["base64"], validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise ValueError(f"images: invalid base64 ({e})") from None
+    if len(raw) != math.prod(shape):
+        raise ValueError(
+            f"images: {len(raw)} bytes do not fill the shape {list(shape)}"
+        )
+    return np.frombuffer(raw, np.uint8).reshape(shape).copy()
+
+
 def _parse_scalar(text: str, typ: Any, key: str) -> Any:
     if typ is bool:
         low = text.lower()
@@ -463,7 +577,9 @@ def read_results(
     try:
         doc = json.loads(file.read_text())
     except (OSError, ValueError) as e:
-        raise ConfigError(f"{RESULTS_FILE}: {str(file)!r} is unreadable ({e})") from None
+        raise ConfigError(
+            f"{RESULTS_FILE}: {str(file)!r} is unreadable ({e})"
+        ) from None
     names = sorted(experiments)
     if not isinstance(doc, dict) or "experiment" not in doc:
         raise ConfigError(
@@ -544,7 +660,10 @@ __all__ = [
     "ConfigError",
     "DEFAULT_CHECKPOINT",
     "apply_overrides",
+    "float_to_uint8",
     "format_command",
+    "load_checkpoint",
+    "pack_uint8",
     "prepare_workdir",
     "read_results",
     "render",
@@ -554,6 +673,7 @@ __all__ = [
     "shipped_checkpoints",
     "save_figure_atomic",
     "to_jsonable",
+    "unpack_uint8",
     "write_csv_atomic",
     "write_json_atomic",
     "write_results",

@@ -1,10 +1,14 @@
 """``pixjax run pixel-change``: Exp 1-3 of Zhang & Cai (2021) and the Pixel-index.
 
-Writes ``results.json`` (every configuration and seed, with per-class flips, where the
-flipped images go and their confidence), ``results.csv`` (one row per experiment and
-configuration, mean and spread over seeds), ``report.md`` (tables), ``exp1.png``,
-``exp2.png``, ``exp3.png`` (accuracy and flip rate with 95% Wilson intervals) and
-``examples.png`` (changed images with predictions before and after).
+validate -> compute -> write -> plots -> report (see
+:func:`pixjax.experiments.common.run_experiment`). Writes ``results.json`` (every
+configuration and seed, with per-class flips, where the flipped images go as the
+non-zero cells ``[true class, new class, flips]`` of the confusion, their confidence, and
+the few example images of the figure), ``results.csv`` (one row per
+experiment and configuration, mean and spread over seeds), ``report.md`` (tables),
+``exp1.png``, ``exp2.png``, ``exp3.png`` (accuracy and flip rate with 95% Wilson
+intervals) and ``examples.png`` (changed images with predictions before and after).
+``pixjax report WORKDIR`` redraws the figures and the report from ``results.json``.
 """
 
 from __future__ import annotations
@@ -17,53 +21,35 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 from pixjax.experiments import common, reporting
 from pixjax.experiments.configs.pixel_change import Config
-from pixjax import checkpoints, data, models
-from pixjax.evaluation import change_batch, make_sweeper, run_sweep, summarize_outputs
-from pixjax.evaluation.metrics import wilson_interval
-from pixjax.perturb import PixelConfig, pixel_change, stack_configs
-from pixjax.training import predict
+
+from pixjax import data, models
+from pixjax.evaluation import (
+    change_batch,
+    make_sweeper,
+    run_sweep,
+    seed_summary,
+    summarize_pixel_outputs,
+    summarize_seeds,
+)
+from pixjax.perturb import PixelConfig, params_at, pixel_change, stack_configs
 
 DESCRIPTION = "main job: random pixel changes Exp 1-3 + Pixel-index (Zhang & Cai 2021)"
+SPREAD = "sample sd (ddof=1)"
+
+# exp -> [(series, num, grid index)]
+Members = dict[int, list[tuple[str, int, int]]]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Setup:
     module: Any
     variables: Any
     meta: dict[str, Any]
     dataset: data.Dataset
     grid: list[PixelConfig]
-    members: dict[int, list[tuple[Any, int, int]]]  # exp -> (series, num, grid index)
-
-
-def load_model(config: Config, image_shape: tuple[int, ...]):
-    models.get_model(config.model)  # unknown name -> error listing the models
-    path = common.resolve_checkpoint(config.checkpoint)
-    if path is None:
-        raise common.ConfigError(
-            "checkpoint: required (a shipped name such as 'lenet5-mnist' or a model "
-            "directory written by `pixjax run train` / pixjax.checkpoints.save_model)"
-        )
-    if not path.exists():
-        raise FileNotFoundError(
-            f"checkpoint: {str(path)!r} does not exist; shipped checkpoints: "
-            f"{common.shipped_checkpoints()}"
-        )
-    module, variables, meta = checkpoints.load_model(path, arch=config.model)
-    if tuple(meta["input_shape"]) != tuple(image_shape):
-        # Any size the architecture takes with these weights is fine (a converted
-        # ResNet records 224x224 but runs on 32x32); the recorded one is a default.
-        try:
-            models.check_input(module, variables, image_shape)
-        except ValueError as e:
-            raise common.ConfigError(
-                f"dataset: images of shape {tuple(image_shape)} do not fit checkpoint "
-                f"{str(path)!r} (recorded input {tuple(meta['input_shape'])}): {e}"
-            ) from None
-    return module, variables, meta
+    members: Members
 
 
 def default_regions(side: int) -> tuple[int, ...]:
@@ -72,11 +58,13 @@ def default_regions(side: int) -> tuple[int, ...]:
     )
 
 
-def build_grid(config: Config, image_shape: tuple[int, int, int]):
+def build_grid(
+    config: Config, image_shape: tuple[int, int, int]
+) -> tuple[list[PixelConfig], Members]:
     """The unique configurations of the requested experiments and where each belongs."""
     h, w, c = image_shape
     grid: dict[PixelConfig, int] = {}
-    members: dict[int, list[tuple[Any, int, int]]] = {}
+    members: Members = {}
 
     def add(exp, series, cfg):
         if cfg not in grid:
@@ -121,7 +109,9 @@ def validate(config: Config) -> Setup:
         raise common.ConfigError(f"examples: expected 0 or more, got {config.examples}")
     models.get_model(config.model)
     dataset = data.load(config.dataset, config.split, limit=config.limit)
-    module, variables, meta = load_model(config, dataset.image_shape)
+    module, variables, meta = common.load_checkpoint(
+        config.model, config.checkpoint, dataset.image_shape
+    )
     if dataset.labels is not None and not config.labels_from_model:
         data.check_labels(
             dataset.labels,
@@ -143,84 +133,88 @@ def validate(config: Config) -> Setup:
 def aggregate(
     rows: list[dict[str, Any]], n_cfg: int, n_seeds: int
 ) -> list[dict[str, Any]]:
-    """Mean / spread over seeds and pooled Wilson intervals, per configuration."""
+    """Mean / sample sd (ddof=1) over seeds and pooled Wilson intervals, per
+    configuration (pixjax.evaluation.summarize_seeds)."""
     out = []
     for k in range(n_cfg):
         rs = [rows[s * n_cfg + k] for s in range(n_seeds)]
-        flips = sum(r["flips"] for r in rs)
-        cc = sum(r["clean_correct"] for r in rs)
-        correct = sum(r["correct"] for r in rs)
-        n = sum(r["n"] for r in rs)
-        fr = np.array([r["flip_rate"] for r in rs])
-        acc = np.array([r["accuracy"] for r in rs])
-        pi = np.array([r["pixel_index"] for r in rs])
-        conf = np.array([r["flipped_confidence"] for r in rs])
+        counts = {
+            "flip_rate": ("flips", "clean_correct"),
+            "accuracy": ("correct", "n"),
+            "pixel_index": None,
+        }
+        # the new-class confidence is undefined for a seed without flips: skipped
+        conf = seed_summary([r["flipped_confidence"] for r in rs], skip_nan=True)
         out.append(
             {
                 **rs[0]["config"],
-                "flip_rate_mean": float(np.mean(fr)),
-                "flip_rate_std": float(np.std(fr, ddof=1)) if n_seeds > 1 else 0.0,
-                "flip_rate_ci": list(wilson_interval(flips, cc)),
-                "accuracy_mean": float(np.mean(acc)),
-                "accuracy_std": float(np.std(acc, ddof=1)) if n_seeds > 1 else 0.0,
-                "accuracy_ci": list(wilson_interval(correct, n)),
-                "pixel_index_mean": float(np.mean(pi)),
-                "pixel_index_std": float(np.std(pi, ddof=1)) if n_seeds > 1 else 0.0,
-                "flipped_confidence_mean": float(np.nanmean(conf))
-                if np.isfinite(conf).any()
-                else float("nan"),
-                "flips_total": flips,
-                "clean_correct_total": cc,
+                **summarize_seeds(rs, counts),
+                "flipped_confidence_mean": conf.mean,
+                "flips_total": sum(r["flips"] for r in rs),
+                "clean_correct_total": sum(r["clean_correct"] for r in rs),
             }
         )
     return out
 
 
-def run(
-    config: Config, workdir: pathlib.Path, *, overwrite: bool = False
+# --- compute ---------------------------------------------------------------------------
+
+
+def compute(
+    config: Config, setup: Setup, *, run_dir: pathlib.Path, command: str
 ) -> dict[str, Any]:
+    """The sweep of every configuration x seed over the dataset, summarised, with the
+    images of the examples figure; touches no files."""
+    del run_dir
     t0 = time.perf_counter()
-    setup = validate(config)
     ds = setup.dataset
     shape = ds.image_shape
     apply_fn = setup.module.apply
-    labels = ds.labels
-    if labels is None or config.labels_from_model:
-        labels, _ = predict(apply_fn, setup.variables, ds.images, config.batch_size)
-        labels = labels.astype(np.int32)
-    workdir = common.prepare_workdir(
-        workdir, config, experiment="pixel-change", overwrite=overwrite
-    )
-
-    # One compiled sweep over the whole grid x seeds.
-    max_num = max(c.num for c in setup.grid)
+    # One compiled sweep over the whole grid x seeds; the only random stream (the
+    # changes) comes from key(config.key), each seed folded in by the sweep engine.
     change = pixel_change(
-        shape, max_num, per_channel=config.per_channel, quantize=config.quantize
+        shape,
+        max(c.num for c in setup.grid),
+        per_channel=config.per_channel,
+        quantize=config.quantize,
     )
-    sweeper = make_sweeper(apply_fn, change)
+    params = change.make_params(setup.grid)
     key = jax.random.key(config.key)
     t1 = time.perf_counter()
     out = run_sweep(
-        sweeper,
+        make_sweeper(apply_fn, change),
         setup.variables,
         ds.images,
-        setup.grid,
+        params,
         key,
         seeds=config.seeds,
         batch_size=config.batch_size,
         progress=config.progress,
     )
     sweep_s = time.perf_counter() - t1
+    if ds.labels is None or config.labels_from_model:
+        # the labels are the clean predictions, which the sweep has just made
+        labels = out.clean_pred.astype(np.int32)
+    else:
+        labels = np.asarray(ds.labels).astype(np.int32)
     num_classes = max(
         len(ds.class_names), int(setup.meta["model_kwargs"].get("num_classes", 0))
     )
-    rows = summarize_outputs(out, labels, setup.grid, config.seeds, shape, num_classes)
+    rows = summarize_pixel_outputs(
+        out, labels, setup.grid, config.seeds, shape, num_classes
+    )
     agg = aggregate(rows, len(setup.grid), len(config.seeds))
-    clean_acc = float(np.mean(out.clean_pred == labels))
-
-    results = {
+    for r in rows:  # [C, C] per row is 1M numbers for ImageNet: only the flips
+        r["flip_destinations"] = _nonzero_cells(r.pop("flip_confusion"))
+    examples = (
+        _examples(setup, out, labels, change, params, key, config)
+        if config.examples
+        else None
+    )
+    return {
         "metadata": common.run_metadata(
             config,
+            command=command,
             model=setup.meta.get("arch"),
             checkpoint=str(config.checkpoint),
             dataset=ds.name,
@@ -228,8 +222,10 @@ def run(
             image_shape=list(shape),
             sweep_seconds=sweep_s,
             evaluations=int(out.pred.size),
+            compute_seconds=time.perf_counter() - t0,
         ),
-        "clean_accuracy": clean_acc,
+        "class_names": [str(c) for c in ds.class_names],
+        "clean_accuracy": float(np.mean(out.clean_pred == labels)),
         "clean_correct": int(np.sum(out.clean_pred == labels)),
         "configs": agg,
         "experiments": {
@@ -237,34 +233,22 @@ def run(
             for e, m in setup.members.items()
         },
         "per_seed": rows,
+        "pixel_index": _headline(setup.members, agg, shape),
+        "examples": examples,
     }
-    headline = _headline(setup, agg, shape)
-    results["pixel_index"] = headline
-    common.write_json_atomic(workdir / "results.json", common.to_jsonable(results))
-    _write_csv(workdir / "results.csv", setup, agg)
-    _plots(workdir, setup, agg, config, ds)
-    _examples(workdir, setup, out, labels, change, key, config)
-    total_s = time.perf_counter() - t0
-    report = _report(setup, agg, results, config, total_s, sweep_s)
-    common.write_text_atomic(workdir / "report.md", report)
-    print(
-        f"clean accuracy {100 * clean_acc:.2f}% on {len(ds.images)} images; "
-        f"{out.pred.size} changed-image evaluations in {sweep_s:.1f}s "
-        f"({out.pred.size / sweep_s:,.0f}/s)"
-    )
-    if headline:
-        print(
-            f"Pixel-index (Num={headline['num']}, values 0..255, whole image): "
-            f"{headline['pi']:.2f}"
-        )
-    print(f"wrote {workdir}/report.md, results.json, results.csv and plots")
-    return results
 
 
-def _headline(setup: Setup, agg, shape) -> dict[str, Any] | None:
-    if 1 not in setup.members:
+def _nonzero_cells(confusion: list[list[int]]) -> list[list[int]]:
+    """``[[true class, new class, flips], ...]``: the non-zero cells of a flip
+    confusion matrix, in row-major order."""
+    m = np.asarray(confusion, np.int64)
+    return [[int(t), int(n), int(m[t, n])] for t, n in zip(*np.nonzero(m), strict=True)]
+
+
+def _headline(members: Members, agg, shape) -> dict[str, Any] | None:
+    if 1 not in members:
         return None
-    _, num, idx = max(setup.members[1], key=lambda m: m[1])
+    _, num, idx = max(members[1], key=lambda m: m[1])
     a = agg[idx]
     return {
         "num": num,
@@ -277,83 +261,16 @@ def _headline(setup: Setup, agg, shape) -> dict[str, Any] | None:
     }
 
 
-def _write_csv(path, setup: Setup, agg) -> None:
-    rows = []
-    for exp, members in sorted(setup.members.items()):
-        for series, num, idx in members:
-            a = agg[idx]
-            rows.append(
-                {
-                    "experiment": exp,
-                    "series": series,
-                    "num": num,
-                    "magnitude": a["magnitude"],
-                    "relative": a["relative"],
-                    "region_h": a["region"][0],
-                    "region_w": a["region"][1],
-                    "flip_rate_mean": a["flip_rate_mean"],
-                    "flip_rate_std": a["flip_rate_std"],
-                    "flip_rate_ci_lo": a["flip_rate_ci"][0],
-                    "flip_rate_ci_hi": a["flip_rate_ci"][1],
-                    "accuracy_mean": a["accuracy_mean"],
-                    "accuracy_std": a["accuracy_std"],
-                    "accuracy_ci_lo": a["accuracy_ci"][0],
-                    "accuracy_ci_hi": a["accuracy_ci"][1],
-                    "pixel_index_mean": a["pixel_index_mean"],
-                    "pixel_index_std": a["pixel_index_std"],
-                    "flipped_confidence_mean": a["flipped_confidence_mean"],
-                }
-            )
-    common.write_csv_atomic(path, rows)
-
-
-def _series(setup: Setup, agg, exp: int):
-    by: dict[str, dict[int, dict]] = {}
-    for series, num, idx in setup.members.get(exp, []):
-        by.setdefault(series, {})[num] = agg[idx]
-    return by
-
-
-def _plots(workdir, setup: Setup, agg, config: Config, ds) -> None:
-    titles = {
-        1: "Exp 1: number of changed pixels (values 0..255, anywhere)",
-        2: "Exp 2: magnitude of the change (original +- R)",
-        3: "Exp 3: position range (centred square)",
-    }
-    for exp in sorted(setup.members):
-        by = _series(setup, agg, exp)
-        nums = sorted({n for s in by.values() for n in s})
-        series = {}
-        for name, vals in by.items():
-
-            def get(key, i=None, vals=vals, nums=nums):
-                pick = lambda v: v[key] if i is None else v[key][i]
-                return np.array([pick(vals[n]) if n in vals else np.nan for n in nums])
-
-            series[name] = {
-                "accuracy": get("accuracy_mean"),
-                "accuracy_lo": get("accuracy_ci", 0),
-                "accuracy_hi": get("accuracy_ci", 1),
-                "flip": get("flip_rate_mean"),
-                "flip_lo": get("flip_rate_ci", 0),
-                "flip_hi": get("flip_rate_ci", 1),
-            }
-        reporting.line_plot(
-            workdir / f"exp{exp}.png",
-            nums,
-            series,
-            xlabel="changed pixels (Num)",
-            title=f"{titles[exp]} - {config.model} on {ds.name}",
-            logx=True,
-        )
-
-
-def _examples(workdir, setup: Setup, out, labels, change, key, config: Config) -> None:
-    if config.examples == 0:
-        return
+def _examples(
+    setup: Setup, out, labels, change, params, key, config: Config
+) -> dict[str, Any] | None:
+    """The images of ``examples.png``: a few correctly classified images (half of them
+    flipped by the first pick, spread over the classes), changed by the most damaging
+    setting of each experiment exactly as the sweep changed them (first seed), with the
+    sweep's predictions; uint8, packed for results.json."""
+    hw = setup.dataset.image_shape
     picks = []  # (title, grid index): the most damaging setting of each experiment
     for exp in sorted(setup.members):
-        hw = setup.dataset.image_shape
         series, num, idx = max(
             setup.members[exp],
             key=lambda m: (
@@ -374,25 +291,30 @@ def _examples(workdir, setup: Setup, out, labels, change, key, config: Config) -
     rest = _spread(np.setdiff1d(others, chosen), labels, config.examples - len(chosen))
     chosen = np.concatenate([chosen, rest]).astype(np.int64)
     if len(chosen) == 0:
-        return
-    x = jnp.asarray(setup.dataset.images[chosen], jnp.float32) / 255.0
-    params = stack_configs(setup.grid, setup.dataset.image_shape, config.per_channel)
+        return None
+    originals = setup.dataset.images[chosen]
+    x = data.to_float(jnp.asarray(originals))
+    index = jnp.asarray(chosen, jnp.int32)
     seed = config.seeds[0]
     rows = []
     for title, idx in picks:
-        p = jax.tree_util.tree_map(lambda a, idx=idx: a[idx], params)
-        changed = change_batch(
-            change, key, seed, idx, jnp.asarray(chosen, jnp.int32), x, p
+        changed = change_batch(change, key, seed, idx, index, x, params_at(params, idx))
+        rows.append(
+            {
+                "title": title,
+                "config": idx,
+                "images": common.pack_uint8(common.float_to_uint8(changed)),
+                "pred": out.pred[idx][chosen].tolist(),  # row idx: the first seed
+            }
         )
-        rows.append((title, np.asarray(changed), out.pred[idx][chosen]))
-    reporting.example_grid(
-        workdir / "examples.png",
-        np.asarray(x),
-        rows,
-        labels[chosen],
-        out.clean_pred[chosen],
-        setup.dataset.class_names,
-    )
+    return {
+        "index": chosen.tolist(),
+        "seed": seed,
+        "labels": labels[chosen].tolist(),
+        "clean_pred": out.clean_pred[chosen].tolist(),
+        "original": common.pack_uint8(originals),
+        "rows": rows,
+    }
 
 
 def _spread(candidates: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
@@ -406,31 +328,139 @@ def _spread(candidates: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     return np.asarray(picked, np.int64)
 
 
-def _report(setup: Setup, agg, results, config: Config, total_s, sweep_s) -> str:
+# --- write / plots / report (from the results document alone) -------------------------
+
+
+def _members(doc: dict[str, Any]) -> Members:
+    return {
+        int(e): [(m["series"], m["num"], m["config"]) for m in ms]
+        for e, ms in sorted(doc["experiments"].items(), key=lambda kv: int(kv[0]))
+    }
+
+
+def _nan(v: float | None) -> float:
+    return float("nan") if v is None else v
+
+
+def write(workdir: pathlib.Path, doc: dict[str, Any]) -> None:
+    """``results.csv``: one row per experiment and configuration."""
+    agg = doc["configs"]
+    rows = []
+    for exp, members in _members(doc).items():
+        for series, num, idx in members:
+            a = agg[idx]
+            rows.append(
+                {
+                    "experiment": exp,
+                    "series": series,
+                    "num": num,
+                    "magnitude": a["magnitude"],
+                    "relative": a["relative"],
+                    "region_h": a["region"][0],
+                    "region_w": a["region"][1],
+                    "flip_rate_mean": _nan(a["flip_rate_mean"]),
+                    "flip_rate_std": _nan(a["flip_rate_std"]),
+                    "flip_rate_ci_lo": a["flip_rate_ci"][0],
+                    "flip_rate_ci_hi": a["flip_rate_ci"][1],
+                    "accuracy_mean": _nan(a["accuracy_mean"]),
+                    "accuracy_std": _nan(a["accuracy_std"]),
+                    "accuracy_ci_lo": a["accuracy_ci"][0],
+                    "accuracy_ci_hi": a["accuracy_ci"][1],
+                    "pixel_index_mean": _nan(a["pixel_index_mean"]),
+                    "pixel_index_std": _nan(a["pixel_index_std"]),
+                    "flipped_confidence_mean": _nan(a["flipped_confidence_mean"]),
+                }
+            )
+    common.write_csv_atomic(pathlib.Path(workdir) / "results.csv", rows)
+
+
+def _series(members: Members, agg, exp: int) -> dict[str, dict[int, dict]]:
+    by: dict[str, dict[int, dict]] = {}
+    for series, num, idx in members.get(exp, []):
+        by.setdefault(series, {})[num] = agg[idx]
+    return by
+
+
+TITLES = {
+    1: "Exp 1: number of changed pixels (values 0..255, anywhere)",
+    2: "Exp 2: magnitude of the change (original +- R)",
+    3: "Exp 3: position range (centred square)",
+}
+
+
+def plots(workdir: pathlib.Path, doc: dict[str, Any]) -> list[str]:
+    """``exp{1,2,3}.png`` (the experiments run) and ``examples.png``."""
+    workdir = pathlib.Path(workdir)
+    meta = doc["metadata"]
+    members = _members(doc)
+    files = []
+    for exp in members:
+        by = _series(members, doc["configs"], exp)
+        nums = sorted({n for s in by.values() for n in s})
+        series = {}
+        for name, vals in by.items():
+
+            def get(key, i=None, vals=vals, nums=nums):
+                pick = lambda v: v[key] if i is None else v[key][i]
+                return np.array(
+                    [_nan(pick(vals[n])) if n in vals else np.nan for n in nums], float
+                )
+
+            series[name] = {
+                "accuracy": get("accuracy_mean"),
+                "accuracy_lo": get("accuracy_ci", 0),
+                "accuracy_hi": get("accuracy_ci", 1),
+                "flip": get("flip_rate_mean"),
+                "flip_lo": get("flip_rate_ci", 0),
+                "flip_hi": get("flip_rate_ci", 1),
+            }
+        name = f"exp{exp}.png"
+        reporting.line_plot(
+            workdir / name,
+            nums,
+            series,
+            xlabel="changed pixels (Num)",
+            title=f"{TITLES[exp]} - {meta['config']['model']} on {meta['dataset']}",
+            logx=True,
+        )
+        files.append(name)
+    if doc.get("examples"):
+        reporting.examples_figure(
+            workdir / "examples.png", doc["examples"], doc["class_names"]
+        )
+        files.append("examples.png")
+    return files
+
+
+def report(doc: dict[str, Any]) -> str:
     f = reporting.fmt_pct
-    meta = results["metadata"]
-    shape = setup.dataset.image_shape
+    g = reporting.fmt_num
+    meta = doc["metadata"]
+    config = meta["config"]
+    members = _members(doc)
+    agg = doc["configs"]
+    shape = tuple(meta["image_shape"])
     lines = [
-        f"# Pixel-change robustness: {config.model} on {setup.dataset.name}",
+        f"# Pixel-change robustness: {config['model']} on {meta['dataset']}",
         "",
         f"- command: `{meta['command']}`",
-        f"- checkpoint: `{config.checkpoint}`; images: {len(setup.dataset.images)} of "
-        f"shape {shape}; seeds: {list(config.seeds)}; devices: {meta['devices']}",
-        f"- clean accuracy: {f(results['clean_accuracy'])}% "
-        f"({results['clean_correct']} correct); flip rates are among these images "
+        f"- checkpoint: `{config['checkpoint']}`; images: {meta['images']} of "
+        f"shape {shape}; seeds: {list(config['seeds'])}; devices: {meta['devices']}",
+        f"- clean accuracy: {f(doc['clean_accuracy'])}% "
+        f"({doc['clean_correct']} correct); flip rates are among these images "
         "(the paper's denominator)",
-        f"- {meta['evaluations']:,} changed-image evaluations in {sweep_s:.1f} s; "
-        f"whole run {total_s:.1f} s",
-        "- cells: flip rate % mean over seeds (+- sd), [95% Wilson interval pooled over "
-        "seeds]; changes per pixel: "
-        + ("one channel" if config.per_channel else "all channels redrawn"),
+        f"- {meta['evaluations']:,} changed-image evaluations in "
+        f"{meta['sweep_seconds']:.1f} s; computation {meta['compute_seconds']:.1f} s",
+        f"- cells: flip rate % mean over seeds (+- {SPREAD} over seeds), [95% Wilson "
+        "interval pooled over seeds]; changes per pixel: "
+        + ("one channel" if config["per_channel"] else "all channels redrawn"),
         "",
     ]
     hw = shape[0] * shape[1]
-    if 1 in setup.members:
-        lines += ["## Exp 1: number of changed pixels (values 0..255, anywhere)", ""]
+    if 1 in members:
+        lines += [f"## {TITLES[1]}", ""]
         rows = []
-        for _, num, idx in setup.members[1]:
+        for _, num, idx in members[1]:
             a = agg[idx]
             rows.append(
                 [
@@ -440,7 +470,7 @@ def _report(setup: Setup, agg, results, config: Config, total_s, sweep_s) -> str
                     f"[{f(a['flip_rate_ci'][0])}, {f(a['flip_rate_ci'][1])}]",
                     f"{f(a['accuracy_mean'])}",
                     f"{f(a['flipped_confidence_mean'], 1)}",
-                    f"{a['pixel_index_mean']:.2f}",
+                    g(a["pixel_index_mean"]),
                 ]
             )
         lines += [
@@ -459,13 +489,13 @@ def _report(setup: Setup, agg, results, config: Config, total_s, sweep_s) -> str
             "",
         ]
     for exp, axis in ((2, "values"), (3, "region")):
-        if exp not in setup.members:
+        if exp not in members:
             continue
         title = {
             2: "Exp 2: magnitude (original +- R, clipped)",
             3: "Exp 3: position range (centred square)",
         }[exp]
-        by = _series(setup, agg, exp)
+        by = _series(members, agg, exp)
         nums = sorted({n for s in by.values() for n in s})
         rows = []
         for n in nums:
@@ -489,11 +519,7 @@ def _report(setup: Setup, agg, results, config: Config, total_s, sweep_s) -> str
         rows = [
             [n]
             + [
-                (
-                    "-"
-                    if by[name].get(n) is None
-                    else f"{by[name][n]['pixel_index_mean']:.2f}"
-                )
+                "-" if by[name].get(n) is None else g(by[name][n]["pixel_index_mean"])
                 for name in by
             ]
             for n in nums
@@ -504,25 +530,29 @@ def _report(setup: Setup, agg, results, config: Config, total_s, sweep_s) -> str
             reporting.markdown_table(["Num", *by.keys()], rows),
             "",
         ]
-    head = results.get("pixel_index")
+    head = doc.get("pixel_index")
     if head:
         lines += [
             "## Pixel-index",
             "",
             f"`Pi = w / (p r a)` (Zhang & Cai 2021, eq. 7) at Num = {head['num']}, values "
             f"0..255, whole image: w = {f(head['w'])}%, p = {100 * head['p']:.3f}%, r = 1, "
-            f"a = 1 -> **Pi = {head['pi']:.2f}** (+- {head['pi_std']:.2f} over seeds). "
-            "Lower is more robust. r = value range / 255 (2R/255 for +- R), a = region "
-            "area / image area.",
+            f"a = 1 -> **Pi = {g(head['pi'])}** (+- {g(head['pi_std'])} {SPREAD} over "
+            "seeds). Lower is more robust. r = value range / 255 (2R/255 for +- R), a = "
+            "region area / image area.",
             "",
         ]
-        idx = max(setup.members[1], key=lambda m: m[1])[2]
-        r0 = results["per_seed"][idx]
-        names = setup.dataset.class_names
+        idx = max(members[1], key=lambda m: m[1])[2]
+        r0 = doc["per_seed"][idx]  # row idx: the first seed
+        names = doc["class_names"]
         rows = []
-        conf = np.asarray(r0["flip_confusion"])
+        # the most common new class of each class (the lowest one of a tie)
+        dest: dict[int, tuple[int, int]] = {}
+        for true, new, count in r0["flip_destinations"]:
+            if count > dest.get(true, (None, 0))[1]:
+                dest[true] = (new, count)
         for c in range(len(r0["per_class_correct"])):
-            dest = int(np.argmax(conf[c])) if conf[c].sum() else None
+            to = dest.get(c)
             rows.append(
                 [
                     names[c] if c < len(names) else c,
@@ -530,13 +560,12 @@ def _report(setup: Setup, agg, results, config: Config, total_s, sweep_s) -> str
                     r0["per_class_flips"][c],
                     f(r0["per_class_flip_rate"][c]),
                     "-"
-                    if dest is None
-                    else f"{names[dest] if dest < len(names) else dest} "
-                    f"({conf[c, dest]})",
+                    if to is None
+                    else f"{names[to[0]] if to[0] < len(names) else to[0]} ({to[1]})",
                 ]
             )
         lines += [
-            f"## Per class at Num = {head['num']} (seed {config.seeds[0]})",
+            f"## Per class at Num = {head['num']} (seed {config['seeds'][0]})",
             "",
             reporting.markdown_table(
                 ["class", "correct", "flipped", "flipped %", "most common new class"],
@@ -545,7 +574,24 @@ def _report(setup: Setup, agg, results, config: Config, total_s, sweep_s) -> str
             "",
         ]
     lines += ["## Figures", ""]
-    lines += [f"![Exp {e}](exp{e}.png)" for e in sorted(setup.members)]
-    if config.examples:
+    lines += [f"![Exp {e}](exp{e}.png)" for e in members]
+    if doc.get("examples"):
         lines += ["![examples](examples.png)"]
     return "\n".join(lines) + "\n"
+
+
+def summary_lines(doc: dict[str, Any]) -> list[str]:
+    meta = doc["metadata"]
+    evals, sweep_s = meta["evaluations"], meta["sweep_seconds"]
+    lines = [
+        f"clean accuracy {reporting.fmt_pct(doc['clean_accuracy'])}% on "
+        f"{meta['images']} images; {evals} changed-image evaluations in "
+        f"{sweep_s:.1f}s ({evals / max(sweep_s, 1e-9):,.0f}/s)"
+    ]
+    head = doc.get("pixel_index")
+    if head:
+        lines.append(
+            f"Pixel-index (Num={head['num']}, values 0..255, whole image): "
+            f"{reporting.fmt_num(head['pi'])}"
+        )
+    return lines

@@ -6,7 +6,6 @@ import pathlib
 from collections.abc import Sequence
 
 import numpy as np
-
 from pixjax.experiments.common import save_figure_atomic
 
 
@@ -142,3 +141,37 @@ def example_grid(
     fig.tight_layout()
     save_figure_atomic(fig, path)
     plt.close(fig)
+
+
+def fmt_num(x: float | None, digits: int = 2) -> str:
+    """``x`` with ``digits`` decimals; ``n/a`` for ``None`` (a non-finite number in a
+    results document) or a non-finite value."""
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def examples_figure(
+    path: pathlib.Path, examples: dict, class_names: Sequence[str]
+) -> None:
+    """:func:`example_grid` from the example images kept in a results document.
+
+    Args:
+      examples: ``{"original": packed [M, H, W, C], "labels": [M], "clean_pred": [M],
+        "rows": [{"title", "images": packed [M, H, W, C], "pred": [M]}, ...]}`` with
+        the images packed by :func:`pixjax.experiments.common.pack_uint8` (uint8).
+      class_names: the dataset's class names.
+    """
+    from pixjax.experiments.common import unpack_uint8
+
+    from pixjax.data.base import to_float
+
+    example_grid(
+        path,
+        to_float(unpack_uint8(examples["original"])),
+        [
+            (r["title"], to_float(unpack_uint8(r["images"])), np.asarray(r["pred"]))
+            for r in examples["rows"]
+        ],
+        np.asarray(examples["labels"]),
+        np.asarray(examples["clean_pred"]),
+        class_names,
+    )

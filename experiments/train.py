@@ -2,31 +2,91 @@
 
 Writes into the run directory: ``checkpoints/`` (orbax CheckpointManager, one step per
 epoch), ``model/`` (the final model directory: metadata + variables, loadable with
-``pixjax.checkpoints.load_model``), ``results.json`` and ``config.json``. Running the
-same command again after a kill resumes from the latest epoch checkpoint and ends with
-the same parameters as an uninterrupted run.
+``pixjax.checkpoints.load_model``), ``results.json`` (accuracies, the loss history),
+``report.md`` and ``config.json``. Running the same command again after a kill resumes
+from the latest epoch checkpoint and ends with the same parameters as an uninterrupted
+run.
+
+Keys: the root key ``key(seed)`` is split by purpose (:func:`pixjax.keys.purpose_keys`):
+``init`` (the random initial weights; unused with ``init_checkpoint``) and ``train``
+(split by :func:`pixjax.experiments.fitting.fit` into the data order and the
+augmentation), so no two seeds share a subkey.
+
+Classes: the model has one output per class of the training split (its class names, or
+its largest label + 1 for a dataset without names); test labels outside them, or test
+class names that contradict the training split's, are refused before any work.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
+import time
 from typing import Any
 
 import jax
 import optax
-
-from pixjax.experiments import common
+from pixjax.experiments import common, reporting
 from pixjax.experiments.configs.train import Config
 from pixjax.experiments.fitting import fit
+
 from pixjax import checkpoints, data, models
+from pixjax.evaluation import accuracy
+from pixjax.keys import purpose_keys
 from pixjax.perturb.shifts import random_shift
-from pixjax.training import check_batchnorm_batch, create_state, evaluate
+from pixjax.training import check_batchnorm_batch, create_state
 
 DESCRIPTION = "train any registered classifier with optax on any dataset (resumable)"
+MODEL_DIR = "model"
+# the purposes of the subkeys of key(seed) (pixjax.keys.purpose_keys); fit splits the
+# "train" key into the data order and the augmentation
+PURPOSES = ("init", "train")
 
 
-def validate(config: Config) -> tuple[data.Dataset, data.Dataset]:
-    """Checks the configuration and loads the data (no writes)."""
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    train: data.Dataset
+    test: data.Dataset
+    num_classes: int
+    init_variables: Any  # from init_checkpoint, or None (random initialisation)
+
+
+def num_classes_of(train: data.Dataset, test: data.Dataset) -> int:
+    """The model's outputs: one per class of the training split (its class names, or
+    its largest label + 1 without names).
+
+    Raises:
+      ConfigError: test labels outside those classes, or class names of the test split
+        that differ from the training split's.
+    """
+    names = tuple(train.class_names)
+    n = len(names) if names else int(train.labels.max()) + 1
+    if names and test.class_names:
+        shared = min(len(names), len(test.class_names))
+        if tuple(test.class_names[:shared]) != names[:shared]:
+            raise common.ConfigError(
+                f"dataset: the splits name their classes differently ({train.name}: "
+                f"{list(names[:5])}..., {test.name}: {list(test.class_names[:5])}...); "
+                "expected the test split to use the training split's classes"
+            )
+    try:
+        data.check_labels(
+            test.labels,
+            n,
+            argument=f"labels of {test.name}",
+            classes_from=(
+                "the {n} classes of the training split"
+                + ("" if names else ", its largest label + 1")
+            ),
+        )
+    except ValueError as e:
+        raise common.ConfigError(str(e)) from None
+    return n
+
+
+def validate(config: Config) -> Setup:
+    """Checks the configuration and loads the data and any initial weights (no
+    writes)."""
     common.require_finite(config)
     models.get_model(config.model)  # unknown name -> ValueError listing the models
     common.require_positive(config, "epochs", "batch_size", "learning_rate")
@@ -40,7 +100,7 @@ def validate(config: Config) -> tuple[data.Dataset, data.Dataset]:
         )
     train = data.load(config.dataset, config.train_split, limit=config.limit)
     test = data.load(config.dataset, config.test_split)
-    if train.labels is None:
+    if train.labels is None or test.labels is None:
         raise common.ConfigError(
             f"dataset: {config.dataset!r} has no labels; training needs labelled data"
         )
@@ -53,12 +113,13 @@ def validate(config: Config) -> tuple[data.Dataset, data.Dataset]:
         raise common.ConfigError(
             f"augment_shift: expected less than the image size {train.image_shape[:2]}"
         )
-    num_classes = max(train.num_classes, test.num_classes)
+    num_classes = num_classes_of(train, test)
     module = models.get_model(config.model, num_classes=num_classes)
     wanted = jax.eval_shape(
         lambda: models.init_variables(module, jax.random.key(0), train.image_shape)
     )
     check_batchnorm_batch(module, wanted, config.batch_size, train.image_shape)
+    variables = None
     if config.init_checkpoint:
         path = common.resolve_checkpoint(config.init_checkpoint)
         meta = checkpoints.read_metadata(path)
@@ -75,72 +136,154 @@ def validate(config: Config) -> tuple[data.Dataset, data.Dataset]:
                 f"{num_classes} classes and images {train.image_shape}: "
                 + "; ".join(problems)
             )
-    return train, test
+    return Setup(train, test, num_classes, variables)
 
 
-def run(
-    config: Config, workdir: pathlib.Path, *, overwrite: bool = False
+def compute(
+    config: Config, setup: Setup, *, run_dir: pathlib.Path, command: str
 ) -> dict[str, Any]:
-    train, test = validate(config)
-    workdir = common.prepare_workdir(
-        workdir, config, experiment="train", overwrite=overwrite
-    )
-
-    num_classes = max(train.num_classes, test.num_classes)
-    model_kwargs = {"num_classes": num_classes}
+    """Trains (resuming from ``run_dir/checkpoints``), saves ``run_dir/model`` and
+    returns the accuracies and the loss history."""
+    t0 = time.perf_counter()
+    train, test = setup.train, setup.test
+    model_kwargs = {"num_classes": setup.num_classes}
     model = models.get_model(config.model, **model_kwargs)
-    init_key = jax.random.key(config.seed)
+    keys = purpose_keys(jax.random.key(config.seed), *PURPOSES)
     steps_per_epoch = len(train.images) // config.batch_size
     schedule = optax.cosine_decay_schedule(
         config.learning_rate, steps_per_epoch * config.epochs
     )
     tx = optax.adamw(schedule, weight_decay=config.weight_decay)
     params = stats = None
-    if config.init_checkpoint:
-        _, variables, _ = checkpoints.load_model(
-            common.resolve_checkpoint(config.init_checkpoint), arch=config.model
-        )
-        params, stats = variables["params"], variables.get("batch_stats")
-    state = create_state(model, init_key, train.image_shape, tx, params, stats)
+    if setup.init_variables is not None:
+        params = setup.init_variables["params"]
+        stats = setup.init_variables.get("batch_stats")
+    state = create_state(model, keys["init"], train.image_shape, tx, params, stats)
 
     augment = None
     if config.augment_shift > 0:
         shift = config.augment_shift
-        augment = lambda k, x: random_shift(k, x, shift)
+        augment = lambda k, x: random_shift(k, x, shift)  # noqa: E731
     state, history = fit(
         state,
         train.images,
         train.labels,
-        run_dir=workdir,
+        run_dir=run_dir,
         epochs=config.epochs,
         batch_size=config.batch_size,
-        key=jax.random.key(config.seed + 1),
+        key=keys["train"],
         augment=augment,
+        progress=config.progress,
     )
+    t_fit = time.perf_counter()
 
     variables = state.variables
-    test_acc = evaluate(model.apply, variables, test.images, test.labels)
-    train_acc = evaluate(model.apply, variables, train.images, train.labels)
-    meta = common.run_metadata(
-        config,
+    test_acc = accuracy(model.apply, variables, test.images, test.labels)
+    train_acc = accuracy(model.apply, variables, train.images, train.labels)
+    described = dict(
         arch=config.model,
         model_kwargs=model_kwargs,
         input_shape=list(train.image_shape),
         class_names=list(train.class_names),
         dataset={"train": train.name, "test": test.name},
+        train_images=len(train.images),
+        test_images=len(test.images),
         seed=config.seed,
-        train_accuracy=train_acc,
-        test_accuracy=test_acc,
         parameters=models.count_params(variables),
     )
-    checkpoints.save_model(workdir / "model", variables, meta)
-    results = {
+    model_meta = common.run_metadata(
+        config,
+        command=command,
+        **described,
+        train_accuracy=train_acc,
+        test_accuracy=test_acc,
+    )
+    checkpoints.save_model(pathlib.Path(run_dir) / MODEL_DIR, variables, model_meta)
+    timings = {
+        "train_s": t_fit - t0,
+        "evaluate_s": time.perf_counter() - t_fit,
+        "total_s": time.perf_counter() - t0,
+    }
+    return {
+        "metadata": common.run_metadata(
+            config, command=command, **described, model_dir=MODEL_DIR, timings=timings
+        ),
         "test_accuracy": test_acc,
         "train_accuracy": train_acc,
         "history": history,
     }
-    common.write_json_atomic(workdir / "results.json", results)
-    print(
-        f"test accuracy {test_acc:.4f} ({test.name}); model saved to {workdir / 'model'}"
+
+
+def write(workdir: pathlib.Path, doc: dict[str, Any]) -> None:
+    """No data files besides ``results.json``: the model directory is written by
+    :func:`compute` (it is part of the resumable state of the run)."""
+
+
+def plots(workdir: pathlib.Path, doc: dict[str, Any]) -> list[str]:
+    """No figures: the loss history is a table in the report."""
+    return []
+
+
+def _loss(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def report(doc: dict[str, Any]) -> str:
+    """A short Markdown report: the command, the setting, the accuracies and the loss
+    history per epoch."""
+    f = reporting.fmt_pct
+    meta = doc["metadata"]
+    cfg = meta["config"]
+    start = (
+        f"from `{cfg['init_checkpoint']}`"
+        if cfg.get("init_checkpoint")
+        else f"from random weights (seed {cfg['seed']})"
     )
-    return results
+    augment = (
+        f"random shifts of up to {cfg['augment_shift']} pixels"
+        if cfg["augment_shift"]
+        else "none"
+    )
+    lines = [
+        f"# Training {meta['arch']} on {cfg['dataset']}",
+        "",
+        f"- command: `{meta['command']}`",
+        f"- {meta['arch']} ({meta['parameters']} parameters, "
+        f"{meta['model_kwargs']['num_classes']} classes, images "
+        f"{'x'.join(map(str, meta['input_shape']))}) trained {start} on "
+        f"{meta['train_images']} images of {meta['dataset']['train']}: "
+        f"{cfg['epochs']} epochs, batch {cfg['batch_size']}, adamw lr "
+        f"{cfg['learning_rate']} (cosine decay), weight decay {cfg['weight_decay']}, "
+        f"augmentation: {augment}",
+        f"- model directory: `{meta['model_dir']}/` (load with "
+        "`pixjax.checkpoints.load_model`)",
+        f"- whole run {meta['timings']['total_s']:.1f} s",
+        "",
+        reporting.markdown_table(
+            ["split", "images", "top-1 accuracy %"],
+            [
+                [meta["dataset"]["test"], meta["test_images"], f(doc["test_accuracy"])],
+                [
+                    meta["dataset"]["train"],
+                    meta["train_images"],
+                    f(doc["train_accuracy"]),
+                ],
+            ],
+        ),
+        "",
+        "## Training loss (mean over the epoch's batches)",
+        "",
+        reporting.markdown_table(
+            ["epoch", "loss"], [[h["epoch"], _loss(h["loss"])] for h in doc["history"]]
+        ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def summary_lines(doc: dict[str, Any]) -> list[str]:
+    meta = doc["metadata"]
+    return [
+        f"test accuracy {reporting.fmt_pct(doc['test_accuracy'])}% "
+        f"({meta['dataset']['test']}); model saved to the run directory's "
+        f"{meta['model_dir']}/"
+    ]

@@ -350,4 +350,3 @@ def tree_mismatches(expected: Any, found: Any, limit: int = 12) -> list[str]:
             + ", ".join(f"{k}: expected {e[k]}, found {f[k]}" for k in shaped[:limit])
         )
     return out
-

@@ -4,8 +4,8 @@ for ``folder:`` and ``photos:``; a file that cannot be decoded is one error nami
 import numpy as np
 import pytest
 from PIL import Image
-
 from pixjax.experiments import cli
+
 from pixjax import data
 from pixjax.data.decode import decode_image
 

@@ -39,7 +39,12 @@ def test_purpose_key_depends_only_on_root_and_name():
 
 @pytest.mark.parametrize(
     "args, match",
-    [((), "at least one"), (("a", "a"), "distinct"), (("",), "non-empty"), ((3,), "name")],
+    [
+        ((), "at least one"),
+        (("a", "a"), "distinct"),
+        (("",), "non-empty"),
+        ((3,), "name"),
+    ],
 )
 def test_bad_purposes(args, match):
     with pytest.raises(ValueError, match=match):

@@ -3,6 +3,7 @@
 import json
 
 from pixjax.experiments import cli
+
 from pixjax import models
 
 SMOKE = ["--preset", "smoke"]

@@ -4,7 +4,6 @@ results.json alone, byte for byte; bad folders are one line and exit status 2.""
 import json
 
 import pytest
-
 from pixjax.experiments import cli, common
 
 
@@ -53,7 +52,9 @@ def test_report_bad_folders(tmp_path, capsys):
     def doc_in(name, doc):
         d = tmp_path / name
         d.mkdir()
-        (d / "results.json").write_text(doc if isinstance(doc, str) else json.dumps(doc))
+        (d / "results.json").write_text(
+            doc if isinstance(doc, str) else json.dumps(doc)
+        )
         return str(d)
 
     line = _exit_line(capsys, ["report", doc_in("broken", "{not json")])

@@ -12,8 +12,8 @@ import time
 
 import numpy as np
 import pytest
-
 from pixjax.experiments import cli, common
+
 from pixjax.checkpoints import write_json_atomic
 
 SMOKE = ["--preset", "smoke"]
@@ -399,7 +399,7 @@ def test_corrupt_latest_training_checkpoint_falls_back(tmp_path, capsys):
     assert _run("train", b, "epochs=3", "limit=200") == 0
     out = capsys.readouterr()
     assert "the checkpoint of epoch 3 is corrupt" in out.err
-    assert "resuming from epoch 2" in out.out
+    assert "train: resuming after epoch 2 of 3" in out.out
     assert (b / "checkpoints" / "corrupt-epoch-3").is_dir()  # kept, not deleted
     _, va, _ = checkpoints.load_model(a / "model")
     _, vb, _ = checkpoints.load_model(b / "model")

@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from pixjax.experiments import cli
+
 from pixjax import checkpoints
 from pixjax.evaluation import mcnemar
 from pixjax.training import gaussian_noise, identity, random_shifts, small_distance
@@ -58,7 +58,7 @@ def test_mcnemar_hand_computed():
         mcnemar(before, after[:3])
 
 
-def test_fgsm_recovery_smoke(tmp_path):
+def test_fgsm_recovery_smoke(tmp_path, lenet):
     wd = tmp_path / "fr"
     assert cli.main(["run", "fgsm-recovery", "--workdir", str(wd), *SMOKE]) == 0
     res = json.loads((wd / "results.json").read_text())
@@ -86,6 +86,112 @@ def test_fgsm_recovery_smoke(tmp_path):
         "examples.png",
     ):
         assert (wd / f).stat().st_size > 0
+    # the config's expectation at the smoke size: recovery grows with Num, per series
+    by = {(r["series"], r["num"]): r["recovered_mean"] for r in res["recovery"]}
+    for series in ("0..255", "+-70"):
+        assert by[series, 16] > by[series, 1], series
+    _fgsm_examples_are_the_sweeps_images(res, lenet)
+    _fgsm_figures_from_results_alone(wd, res, tmp_path / "redrawn")
+
+
+def _fgsm_examples_are_the_sweeps_images(res, lenet):
+    """examples.png's images are in results.json: clean, FGSM (uint8 as scored) and
+    FGSM + the largest 0..255 change, with the predictions on them."""
+    from pixjax.experiments import common
+    from pixjax.experiments.configs import fgsm_recovery as configs
+
+    from pixjax import data
+
+    smoke = configs.get_config("smoke")
+    module, variables, _ = lenet
+    classify = lambda u8: np.argmax(module.apply(variables, data.to_float(u8)), -1)
+    ex = res["examples"]
+    ds = data.load("mnist-sample", "test", limit=smoke.limit)
+    original = common.unpack_uint8(ex["original"])
+    assert original.shape == (smoke.examples, 28, 28, 1)
+    np.testing.assert_array_equal(original, ds.images[ex["index"]])
+    assert ex["labels"] == ds.labels[ex["index"]].tolist()
+    assert classify(original).tolist() == ex["clean_pred"] == ex["labels"]
+    fgsm_row, changed_row = ex["rows"]
+    adv = common.unpack_uint8(fgsm_row["images"])
+    assert np.abs(adv.astype(int) - original).max() <= round(0.1 * 255)
+    assert classify(adv).tolist() == fgsm_row["pred"]
+    assert all(p != y for p, y in zip(fgsm_row["pred"], ex["labels"], strict=True))
+    changed = common.unpack_uint8(changed_row["images"])
+    moved = (changed != adv).any(-1).reshape(len(adv), -1).sum(1)
+    assert (moved <= max(smoke.nums)).all() and moved.max() > 0
+    assert classify(changed).tolist() == changed_row["pred"]
+
+
+def _fgsm_figures_from_results_alone(wd, res, out):
+    """plots / report / write read the results document only (no attack, sweep or
+    perturbation re-run) and give the run's files byte for byte."""
+    from unittest import mock
+
+    from pixjax.experiments import fgsm_recovery as fr
+
+    out.mkdir()
+
+    def never(*args, **kwargs):
+        raise AssertionError("a figure or the report re-ran a computation")
+
+    names = ("change_batch", "run_sweep", "fgsm_dataset", "eps_curve", "predict")
+    with mock.patch.multiple(fr, **{n: never for n in names}):
+        files = fr.plots(out, res)
+        text = fr.report(res)
+        fr.write(out, res)
+    assert files == ["recovery.png", "fgsm_eps.png", "examples.png"]
+    for name in [*files, "results.csv"]:
+        assert (out / name).read_bytes() == (wd / name).read_bytes(), name
+    assert text == (wd / "report.md").read_text()
+    assert "sample sd (ddof=1)" in text
+
+
+def test_recovery_rows_hand_computed():
+    """Two seeds x two configurations on three adversarial images (labels 0, 1, 1):
+    recovered share = accuracy after the change; mean, sample sd (ddof=1), the Wilson
+    interval of the counts pooled over seeds, per class pooled over seeds."""
+    from pixjax.experiments.fgsm_recovery import recovery_rows
+
+    from pixjax.evaluation import SweepOutputs
+    from pixjax.perturb import PixelConfig
+
+    labels = np.array([0, 1, 1])
+    pred = np.array(
+        [
+            [0, 0, 1],  # seed 0, config 0: 2 of 3 back
+            [1, 0, 0],  # seed 0, config 1: 0 of 3
+            [0, 1, 1],  # seed 1, config 0: 3 of 3
+            [0, 0, 0],  # seed 1, config 1: 1 of 3
+        ],
+        np.int32,
+    )
+    out = SweepOutputs(
+        clean_pred=np.array([1, 0, 0], np.int32),
+        pred=pred,
+        confidence=np.ones(pred.shape, np.float32),
+    )
+    grid = [PixelConfig(1), PixelConfig(1, magnitude=10, relative=True)]
+    series = {"0..255": [0], "+-10": [1]}
+    a, b = recovery_rows(out, labels, grid, series, (0, 1), 2)
+    approx = lambda v: pytest.approx(v, abs=1e-6)
+    assert (a["series"], a["num"], a["magnitude"], a["relative"]) == (
+        "0..255",
+        1,
+        255.0,
+        False,
+    )
+    assert a["per_seed"] == [approx(2 / 3), approx(1.0)]
+    assert a["recovered_mean"] == approx(5 / 6)
+    assert a["recovered_std"] == approx(0.2357023)  # (1/3) / sqrt(2)
+    assert a["recovered_ci"] == [approx(0.4364972), approx(0.9699466)]  # 5 of 6
+    assert a["still_adversarial_mean"] == approx(1 / 6)
+    assert a["per_class_recovered"] == [approx(1.0), approx(0.75)]  # 2/2, 3/4
+    assert b["series"] == "+-10" and b["relative"] is True
+    assert b["recovered_mean"] == approx(1 / 6)
+    assert b["recovered_std"] == approx(0.2357023)
+    assert b["recovered_ci"] == [approx(0.0300534), approx(0.5635028)]  # 1 of 6
+    assert b["per_class_recovered"] == [approx(0.5), approx(0.0)]  # 1/2, 0/4
 
 
 def test_augment_finetune_smoke_and_report(tmp_path):
@@ -112,10 +218,58 @@ def test_augment_finetune_smoke_and_report(tmp_path):
     report = (wd / "report.md").read_text()
     assert "Table 10" in report and "Table 11" in report and "McNemar" in report
     assert "white-box zero gradient" in report
+    assert "sample sd (ddof=1)" in report
+    # one seed summary: mean, sample sd (0 for one seed), pooled Wilson interval
+    for r in res["models"].values():
+        for v in r["pixel_changes"].values():
+            assert v["accuracy_std"] == 0.0 and v["flip_rate_std"] == 0.0
+            lo, hi = v["accuracy_ci"]
+            assert lo <= v["accuracy_mean"] <= hi
+        assert r["pixel_index"] == r["pixel_changes"]["16"]["pixel_index_mean"]
+    # the examples figure is drawn from the results alone (images stored as uint8)
+    from pixjax.experiments import common
+
+    ex = res["examples"]
+    shown = common.unpack_uint8(ex["original"])
+    assert shown.shape == (len(ex["index"]), 28, 28, 1)
+    assert [r["title"].splitlines()[0] for r in ex["rows"]] == [
+        "FGSM on original",
+        "same images",
+    ]
+    _augment_finetune_files_from_results_alone(wd, res, tmp_path / "redrawn")
+    # `pixjax report` rebuilds report.md and the figures from results.json
+    for f in ("report.md", "robustness.png", "examples.png"):
+        (wd / f).unlink()
+    assert cli.main(["report", str(wd)]) == 0
+    assert (wd / "report.md").read_text() == report
+    assert (wd / "examples.png").stat().st_size > 0
     # a second run reuses the finished models and gives the same numbers
     assert cli.main(["run", "augment-finetune", "--workdir", str(wd), *SMOKE]) == 0
     res2 = json.loads((wd / "results.json").read_text())
-    assert res2["models"] == res["models"]
+    assert res2["models"] == res["models"] and res2["examples"] == res["examples"]
+
+
+def _augment_finetune_files_from_results_alone(wd, res, out):
+    """plots / report / write read the results document only (no training, sweep,
+    attack or prediction re-run) and give the run's files byte for byte."""
+    from unittest import mock
+
+    from pixjax.experiments import augment_finetune as af
+
+    out.mkdir()
+
+    def never(*args, **kwargs):
+        raise AssertionError("a figure or the report re-ran a computation")
+
+    names = ("fit", "run_sweep", "fgsm_dataset", "eps_curve", "predict")
+    with mock.patch.multiple(af, **{n: never for n in names}):
+        files = af.plots(out, res)
+        text = af.report(res)
+        af.write(out, res)
+    assert files == ["robustness.png", "examples.png"]
+    for name in [*files, "results.csv"]:
+        assert (out / name).read_bytes() == (wd / name).read_bytes(), name
+    assert text == (wd / "report.md").read_text()
 
 
 def _cmd(wd):
@@ -144,7 +298,15 @@ def _finished(wd, name):
 
 
 def test_augment_finetune_resume_after_kill_is_identical(tmp_path):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # A persistent compilation cache shared by the three runs: the first compiles,
+    # the others load the same executables.
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }
     a, b = tmp_path / "a", tmp_path / "b"
     subprocess.run(
         _cmd(a), cwd=ROOT, env=env, check=True, capture_output=True, timeout=600
@@ -171,7 +333,7 @@ def test_augment_finetune_resume_after_kill_is_identical(tmp_path):
         text=True,
         timeout=600,
     )
-    assert "resuming from epoch" in done.stdout
+    assert "resuming after epoch" in done.stdout
     for name in ("model-2", "model-4", "repeat"):
         _, va, _ = checkpoints.load_model(a / "models" / name / "model")
         _, vb, _ = checkpoints.load_model(b / "models" / name / "model")
@@ -247,6 +409,7 @@ def test_fgsm_dataset_counts_and_warns_zero_gradients(mnist_test):
     """A model whose gradient is exactly zero on images with no pixel above 0.5: the
     dataset driver and the eps curve count them and warn."""
     from pixjax.experiments.adversarial import eps_curve, fgsm_dataset
+
     from pixjax.attacks import VanishedGradientWarning
 
     def apply_fn(variables, images):

@@ -15,8 +15,8 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 import torchvision  # noqa: E402
+from pixjax.experiments import cli, common  # noqa: E402
 
-from pixjax.experiments import cli  # noqa: E402
 from pixjax import checkpoints, data, models  # noqa: E402
 
 
@@ -60,6 +60,12 @@ def test_convert_cli_and_main_job_on_a_photo(tmp_path, capsys):
     assert res["clean_accuracy"] == 1.0  # labels are the clean predictions
     assert [c["num"] for c in res["configs"]] == [1, 64]
     assert res["metadata"]["image_shape"] == [224, 224, 3]
+    # results.json stays small with 1000 classes and photos: the flips as non-zero
+    # cells (not a 1000x1000 confusion per row), the two rows of example photos of
+    # examples.png as uint8 bytes (not nested lists: a line per value)
+    shown = common.unpack_uint8(res["examples"]["rows"][0]["images"])
+    assert shown.shape == (3, 224, 224, 3)
+    assert (wd / "results.json").stat().st_size < 4 * shown.nbytes
 
 
 @pytest.fixture(scope="module")
