@@ -294,7 +294,9 @@ def apply_overrides(config: Any, overrides: list[str]) -> Any:
 RUN_NEUTRAL_FIELDS = ("progress",)
 CONFIG_FILE = "config.json"
 LOCK_FILE = ".pixjax.lock"
-_HELD_LOCKS: dict[pathlib.Path, int] = {}  # workdir -> open fd, held until exit
+# The workdir locks this process holds (workdir -> open fd, held until exit): the
+# process's own OS resources, not experiment state.
+_HELD_LOCKS: dict[pathlib.Path, int] = {}
 
 
 def _lock_workdir(path: pathlib.Path, command: str) -> None:
@@ -603,10 +605,38 @@ def read_results(
 
 def render(workdir: pathlib.Path, module: Any, doc: dict[str, Any]) -> list[str]:
     """Writes an experiment's figures and ``report.md`` from its results document
-    (``module.plots(workdir, doc)`` then ``module.report(doc)``); returns the files."""
+    (``module.report(doc)`` and ``module.plots(dir, doc)``); returns the files.
+
+    Everything is made first (the figures in a temporary folder inside ``workdir``)
+    and moved into place only when all of it succeeded, so a results document without
+    the structure its experiment writes changes nothing.
+
+    Raises:
+      ConfigError: the document lacks a field, or has one of another type, that the
+        report or a figure needs (naming ``results.json`` and the error).
+    """
+    import shutil
+    import tempfile
+
     workdir = pathlib.Path(workdir)
-    files = list(module.plots(workdir, doc) or [])
-    write_text_atomic(workdir / REPORT_FILE, module.report(doc))
+    scratch = pathlib.Path(tempfile.mkdtemp(prefix=".render-", dir=workdir))
+    try:
+        try:
+            text = module.report(doc)
+            files = list(module.plots(scratch, doc) or [])
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:
+            if isinstance(e, ConfigError):
+                raise
+            raise ConfigError(
+                f"{RESULTS_FILE}: {str(workdir / RESULTS_FILE)!r} does not have the "
+                f"structure of a {doc.get('experiment')!r} result ({type(e).__name__}: "
+                f"{str(e)[:120]}); rerun the experiment"
+            ) from None
+        for name in files:
+            os.replace(scratch / name, workdir / name)
+        write_text_atomic(workdir / REPORT_FILE, text)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return [REPORT_FILE, *files]
 
 
@@ -624,8 +654,9 @@ def run_experiment(
     ``module.validate(config)`` checks everything and loads what the run needs (before
     any file is written); the workdir is then claimed (:func:`prepare_workdir`);
     ``module.compute(config, setup, run_dir=workdir, command=command)`` returns the
-    results structure (touching only the checkpoints of a resumable run under
-    ``run_dir``); ``module.write(workdir, doc)`` writes the data files of the results
+    results structure (touching only the resumable state of a long run under
+    ``run_dir``: checkpoints, stage caches, the trained model directories it resumes
+    from); ``module.write(workdir, doc)`` writes the data files of the results
     document (``results.json`` is written here); :func:`render` writes the figures and
     the report from the document alone. Returns the document.
     """

@@ -27,6 +27,7 @@ run draws the same numbers.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import pathlib
 import shutil
@@ -115,6 +116,19 @@ def _differences(expected: dict[str, str], found: dict[str, str]) -> list[str]:
     ]
 
 
+def _fingerprint(tree: PyTree) -> str:
+    """``sha256:<hex>`` of every array of ``tree`` (paths, dtypes, shapes and bytes;
+    integer arrays and PRNG keys included): the identity of a run's ``data``."""
+    h = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        if jnp.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        arr = np.ascontiguousarray(jax.device_get(leaf))
+        h.update(f"{jax.tree_util.keystr(path)}{arr.dtype.str}{arr.shape}".encode())
+        h.update(arr.tobytes())
+    return "sha256:" + h.hexdigest()
+
+
 def _stack_metrics(parts: list[PyTree]) -> PyTree:
     return jax.tree_util.tree_map(lambda *a: np.concatenate(a, axis=0), *parts)
 
@@ -182,6 +196,12 @@ class _Store:
             raise ValueError(
                 f"{where} was not written by this version of pixjax.driver "
                 f"({FORMAT}); use a new checkpoint_dir"
+            )
+        if found.get("data") != self.meta["data"]:
+            raise ValueError(
+                f"{where} belongs to a run with other data (the checksums of its "
+                "data arrays differ); resuming must keep the data: use a new "
+                "checkpoint_dir or the same data"
             )
         for name in ("num_steps", "chunk_size", "chunk_unit"):
             if found.get(name) != self.meta[name]:
@@ -384,6 +404,11 @@ def run(
     parts: list[PyTree] = []
     store = None
     if checkpoint_dir is not None:
+        where = pathlib.Path(checkpoint_dir)
+        if where.exists() and not where.is_dir():
+            raise ValueError(
+                f"checkpoint_dir: {str(where)!r} exists and is not a directory"
+            )
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
         # (traced as the first chunk will be: the trace is reused by that call)
         first = min(chunk_size, num_steps)
@@ -396,6 +421,7 @@ def run(
             "num_steps": int(num_steps),
             "chunk_size": int(chunk_size),
             "chunk_unit": chunk_unit,
+            "data": _fingerprint(data),
             "state": _signature(abstract),
             "metrics": _signature(metric_shapes),
         }

@@ -26,10 +26,19 @@ def purpose_key(key: PRNGKey, purpose: str) -> PRNGKey:
     """The subkey of ``key`` for ``purpose`` (a non-empty name, e.g. ``"init"``).
 
     Raises:
-      ValueError: ``purpose`` is not a non-empty string.
+      ValueError: ``purpose`` is not a non-empty string, or ``key`` not one typed
+        PRNG key.
     """
     if not isinstance(purpose, str) or not purpose:
         raise ValueError(f"purpose: expected a non-empty name, got {purpose!r}")
+    if not (
+        isinstance(key, jax.Array)
+        and jax.numpy.issubdtype(key.dtype, jax.dtypes.prng_key)
+        and key.shape == ()
+    ):
+        raise ValueError(
+            f"key: expected one typed PRNG key (jax.random.key(seed)), got {key!r}"
+        )
     return jax.random.fold_in(key, zlib.crc32(purpose.encode()))
 
 
@@ -41,6 +50,9 @@ def purpose_keys(key: PRNGKey, *purposes: str) -> dict[str, PRNGKey]:
     """
     if not purposes:
         raise ValueError("purposes: expected at least one name, got none")
+    bad = [p for p in purposes if not isinstance(p, str) or not p]
+    if bad:
+        raise ValueError(f"purposes: expected non-empty names, got {bad!r}")
     if len(set(purposes)) != len(purposes):
         raise ValueError(f"purposes: expected distinct names, got {list(purposes)}")
     return {p: purpose_key(key, p) for p in purposes}

@@ -200,7 +200,26 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
     other = {"i": jnp.zeros((), jnp.int32), "x": jnp.zeros(4, jnp.float32)}
     with pytest.raises(ValueError, match=r"state of other shapes: \['x'\]"):
         driver.run(walk, other, data, num_steps=6, chunk_size=2, checkpoint_dir=ck)
+    with pytest.raises(ValueError, match="belongs to a run with other data"):
+        driver.run(
+            walk,
+            start(),
+            toy_data(scale=2.0),
+            num_steps=6,
+            chunk_size=2,
+            checkpoint_dir=ck,
+        )
     assert sorted(p.name for p in ck.iterdir()) == before  # nothing moved or written
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="checkpoint_dir: .* is not a directory"):
+        driver.run(
+            walk,
+            start(),
+            data,
+            num_steps=6,
+            chunk_size=2,
+            checkpoint_dir=tmp_path / "file",
+        )
     for bad in (0, -1, 2.0, True):
         with pytest.raises(ValueError, match="chunk_size: expected a positive integer"):
             driver.run(walk, start(), data, num_steps=6, chunk_size=bad)

@@ -317,6 +317,12 @@ def test_sweep_bad_input(mnist_test, lenet):
         run_sweep(sweeper, variables, imgs, one, k, batch_size=0, progress=False)
     with pytest.raises(ValueError, match="seeds: expected at least one"):
         run_sweep(sweeper, variables, imgs, one, k, seeds=(), progress=False)
+    for bad in ([-1], [2**33], [0.5], [True], 3, "01"):
+        with pytest.raises(ValueError, match="seeds: expected"):
+            run_sweep(sweeper, variables, imgs, one, k, seeds=bad, progress=False)
+    for bad in (0, np.uint32([0, 1]), jax.random.split(k, 2)):
+        with pytest.raises(ValueError, match="key: expected one PRNG key"):
+            run_sweep(sweeper, variables, imgs, one, bad, progress=False)
     bare = make_sweeper(module.apply)
     with pytest.raises(ValueError, match="sweeper: built without a perturbation"):
         run_sweep(bare, variables, imgs, one, k, progress=False)

@@ -49,3 +49,11 @@ def test_purpose_key_depends_only_on_root_and_name():
 def test_bad_purposes(args, match):
     with pytest.raises(ValueError, match=match):
         purpose_keys(jax.random.key(0), *args)
+
+
+def test_bad_root_key():
+    for bad in (0, np.uint32([0, 1]), jax.random.split(jax.random.key(0), 2)):
+        with pytest.raises(ValueError, match="key: expected one typed PRNG key"):
+            purpose_keys(bad, "init")
+    with pytest.raises(ValueError, match="purposes: expected non-empty names"):
+        purpose_keys(jax.random.key(0), ["a", "b"])

@@ -1,6 +1,7 @@
 """The Bernoulli RBM, logistic regression and grid search of the RBM nudge study:
 hand-derived values, exact parity with scikit-learn's update on the same random draws,
-accuracy parity with scikit-learn on the bundled MNIST, and bad input."""
+accuracy and RBM-statistics parity with scikit-learn on the bundled MNIST, and
+bad input."""
 
 import functools
 
@@ -19,6 +20,7 @@ from pixjax.training.grid_search import grid_search_rbm_lr, stratified_kfold
 sklearn = pytest.importorskip("sklearn")
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.neural_network import BernoulliRBM  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 
 def _random_params(key, d=6, k=4):
@@ -225,17 +227,28 @@ def test_stratified_kfold_partitions_and_balances():
         stratified_kfold(y, 1)
 
 
-def test_grid_search_is_a_few_compiled_calls_and_picks_the_best():
+_GRID = dict(
+    learning_rates=[0.1, 0.001],
+    n_iters=[1, 10],
+    n_components=[16, 32],
+    cs=[1.0, 100.0],
+    folds=3,
+)
+
+
+@pytest.fixture(scope="module")
+def grid_600():
+    """``(x, y, result)``: the 16-point grid search of ``_GRID`` on the first 600
+    training digits, in the CPU's layout (a loop over the models). Shared by the two
+    grid-search tests: each half of the work (this loop, the vmapped layout) is mostly
+    compilation, and one test doing both took 20 s on a quiet 2-core machine."""
     ds = data.load("mnist-sample", "train", limit=600)
     x = ds.images.reshape(600, -1) / 255.0
-    kw = dict(
-        learning_rates=[0.1, 0.001],
-        n_iters=[1, 10],
-        n_components=[16, 32],
-        cs=[1.0, 100.0],
-        folds=3,
-    )
-    r = grid_search_rbm_lr(jax.random.key(0), x, ds.labels, **kw)
+    return x, ds.labels, grid_search_rbm_lr(jax.random.key(0), x, ds.labels, **_GRID)
+
+
+def test_grid_search_is_a_few_compiled_calls_and_picks_the_best(grid_600):
+    x, y, r = grid_600
     assert len(r["params"]) == 16 and r["scores"].shape == (16, 3)
     assert r["compiled_calls"] == 4
     assert r["best_index"] == int(np.argmax(r["mean"]))
@@ -243,62 +256,108 @@ def test_grid_search_is_a_few_compiled_calls_and_picks_the_best():
     assert r["mean"].max() > 0.4  # some point learns useful features (chance: 0.1)
     # one grid point is a direct fit on the same fold with the same key (up to the
     # float rounding of batched matmuls, which PCD's sampling amplifies a little)
-    val = stratified_kfold(ds.labels, 3)[0]
+    val = stratified_kfold(y, 3)[0]
     train = np.setdiff1d(np.arange(600), val)
     key = jax.random.fold_in(jax.random.fold_in(jax.random.key(0), 0), 0)
     p = rbm.fit(
         key, x[train], n_components=32, learning_rate=0.1, batch_size=10, n_iter=10
     )
     lp = logistic.fit_logistic(
-        rbm.transform(p, x[train]), ds.labels[train], c=1.0, num_classes=10
+        rbm.transform(p, x[train]), y[train], c=1.0, num_classes=10
     )
-    acc = np.mean(
-        np.asarray(logistic.predict(lp, rbm.transform(p, x[val]))) == ds.labels[val]
-    )
+    acc = np.mean(np.asarray(logistic.predict(lp, rbm.transform(p, x[val]))) == y[val])
     i = r["params"].index(
         {"learning_rate": 0.1, "n_iter": 10, "n_components": 32, "C": 1.0}
     )
     assert r["scores"][i, 0] == pytest.approx(acc, abs=0.06)
     assert set(r["stage_seconds"]) == {16, 32}
-    # one vmap over every model (the accelerator layout) scores the grid as the CPU's
-    # loop does, up to float rounding amplified by PCD's sampling
-    v = grid_search_rbm_lr(jax.random.key(0), x, ds.labels, map_batch=10**6, **kw)
+
+
+def test_grid_search_vmapped_layout_scores_as_the_loop(grid_600):
+    """One vmap over every model (the accelerator layout) scores the grid as the CPU's
+    loop does, up to float rounding amplified by PCD's sampling."""
+    x, y, r = grid_600
+    v = grid_search_rbm_lr(jax.random.key(0), x, y, map_batch=10**6, **_GRID)
     assert v["params"] == r["params"]
     np.testing.assert_allclose(v["mean"], r["mean"], atol=0.05)
     assert abs(v["mean"].max() - r["mean"].max()) < 0.03
 
 
-def test_rbm_lr_matches_sklearn_accuracy_on_mnist():
-    """The issue's parity test: the protocol's pipeline (lr 0.01, 40 epochs, 200
-    components, batch 10, C = 1) trained by pixjax and by scikit-learn on the bundled
-    3000 training digits; test accuracy within 1.5 points, mean of 3 seeds each."""
-    tr, te = data.load("mnist-sample", "train"), data.load("mnist-sample", "test")
-    x, xt = tr.images.reshape(3000, -1) / 255.0, te.images.reshape(2000, -1) / 255.0
-    fit = jax.jit(
-        lambda k: rbm.fit(
-            k, x, n_components=200, learning_rate=0.01, batch_size=10, n_iter=40
-        )
+def _rbm_statistics(weights, hidden_bias, visible_bias, x):
+    """Mean ``P(h = 1 | v)`` and mean-field reconstruction error ``mean (v - P(v = 1 |
+    P(h | v)))^2`` on ``x`` ``[N, n_visible]``, in float64 numpy: the same code for
+    both implementations' parameters (``weights`` ``[n_visible, n_components]``)."""
+    w, bh, bv = (
+        np.asarray(a, np.float64) for a in (weights, hidden_bias, visible_bias)
     )
-    ours, theirs = [], []
+    h = 1 / (1 + np.exp(-(x @ w + bh)))
+    reconstruction = 1 / (1 + np.exp(-(h @ w.T + bv)))
+    return h.mean(), np.mean((x - reconstruction) ** 2)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_rbm_lr_matches_sklearn_accuracy_on_mnist():
+    """The issue's parity test: the protocol's pipeline (lr 0.01, 200 components,
+    batch 10, C = 1, both logistic regressions stopping at 100 iterations) trained by
+    pixjax and by scikit-learn on the bundled 3000 training digits, 3 seeds each, and
+    compared on the 2000 test digits (means of the seeds):
+
+    * test accuracy within 1.5 points, and pixjax's above 0.9;
+    * the RBMs themselves: mean hidden activation within 0.02 and mean-field
+      reconstruction error within 5 % (seed-to-seed spreads: about 0.007 and 1 %).
+      A wrong hidden-bias sign, learning-rate scaling or initial weight scale in the
+      RBM leaves the accuracy within 1.5 points but moves one of these far out;
+    * the logistic regressions on the same (pixjax's) features: the same predicted
+      class for at least 99 % of the test digits (99.8 % measured; a predict that
+      drops the bias: 97.8 %).
+
+    10 of the protocol's 40 epochs: the accuracy is then within a point of its plateau
+    (about 0.93 against 0.937 after 40, for either library) and scikit-learn's fit,
+    the cost of this test, takes a quarter of the time. scikit-learn runs in float32
+    (pixjax's precision; its float64 RBM gives the same statistics within their
+    spreads) on one BLAS thread: with two, its batch-of-10 updates take twice as long
+    on a quiet 2-core machine and many times longer on a loaded one.
+    """
+    tr, te = data.load("mnist-sample", "train"), data.load("mnist-sample", "test")
+    x = (tr.images.reshape(3000, -1) / 255.0).astype(np.float32)
+    xt = (te.images.reshape(2000, -1) / 255.0).astype(np.float32)
+    hyper = dict(n_components=200, learning_rate=0.01, batch_size=10, n_iter=10)
+
+    @jax.jit
+    def pipeline(key, x, y, xt):
+        p = rbm.fit(key, x, **hyper)
+        f, ft = rbm.transform(p, x), rbm.transform(p, xt)
+        lp = logistic.fit_logistic(f, y, c=1.0, num_classes=10)
+        return p, f, ft, logistic.predict(lp, ft)
+
+    ours, theirs, same_class = [], [], []
+    ours_stats, theirs_stats = [], []
     for seed in range(3):
-        p = fit(jax.random.key(seed))
-        lp = logistic.fit_logistic(
-            rbm.transform(p, x), tr.labels, c=1.0, num_classes=10
-        )
-        ours.append(
-            np.mean(np.asarray(logistic.predict(lp, rbm.transform(p, xt))) == te.labels)
-        )
-        sk = BernoulliRBM(
-            n_components=200,
-            learning_rate=0.01,
-            batch_size=10,
-            n_iter=40,
-            random_state=seed,
-        ).fit(x)
-        lr = LogisticRegression(C=1.0).fit(sk.transform(x), tr.labels)
-        theirs.append(lr.score(sk.transform(xt), te.labels))
+        p, f, ft, pred = pipeline(jax.random.key(seed), x, tr.labels, xt)
+        ours.append(np.mean(np.asarray(pred) == te.labels))
+        ours_stats.append(_rbm_statistics(*p, xt))
+        with threadpool_limits(limits=1):
+            sk = BernoulliRBM(random_state=seed, **hyper).fit(x)
+            lr = LogisticRegression(C=1.0).fit(sk.transform(x), tr.labels)
+            theirs.append(lr.score(sk.transform(xt), te.labels))
+            theirs_stats.append(
+                _rbm_statistics(
+                    sk.components_.T, sk.intercept_hidden_, sk.intercept_visible_, xt
+                )
+            )
+            lr_ours = LogisticRegression(C=1.0).fit(np.asarray(f), tr.labels)
+            same_class.append(
+                np.mean(lr_ours.predict(np.asarray(ft)) == np.asarray(pred))
+            )
     assert abs(np.mean(ours) - np.mean(theirs)) <= 0.015, (ours, theirs)
-    assert np.mean(ours) > 0.9
+    assert np.mean(ours) > 0.9, ours
+    (h_ours, rec_ours), (h_theirs, rec_theirs) = (
+        np.mean(ours_stats, 0),
+        np.mean(theirs_stats, 0),
+    )
+    assert abs(h_ours - h_theirs) <= 0.02, (ours_stats, theirs_stats)
+    assert abs(rec_ours / rec_theirs - 1) <= 0.05, (ours_stats, theirs_stats)
+    assert np.mean(same_class) >= 0.99, same_class
 
 
 def test_pipeline_model_in_the_registry():

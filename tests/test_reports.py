@@ -33,6 +33,18 @@ def test_report_is_rebuilt_from_results_alone(experiment, tmp_path, capsys):
     if " sd" in text or "+-" in text:
         assert "ddof=1" in text, "a spread over seeds without saying which sd"
 
+    # a results.json with the right header but not this experiment's body (another
+    # experiment's, or none): one line, exit 2, nothing written or left behind
+    other = "train" if experiment != "train" else "pixel-change"
+    for bad in ({**doc, "experiment": other}, {k: doc[k] for k in list(doc)[:3]}):
+        (wd / "results.json").write_text(json.dumps(bad))
+        (wd / "report.md").unlink()
+        before = sorted(p.name for p in wd.iterdir())
+        line = _exit_line(capsys, ["report", str(wd)])
+        assert "does not have the structure" in line or "results.json" in line
+        assert sorted(p.name for p in wd.iterdir()) == before
+        (wd / "report.md").write_bytes(report)
+
 
 def _exit_line(capsys, argv):
     capsys.readouterr()

@@ -167,6 +167,46 @@ def make_sweeper(
     )
 
 
+def _check_seeds(seeds: Sequence[int]) -> list[int]:
+    """``seeds`` as a list of integers in ``0 .. 2**32 - 1`` (folded into the key).
+
+    Raises:
+      ValueError: not a non-empty sequence of such integers (bools and floats refused).
+    """
+    if isinstance(seeds, str | bytes) or not isinstance(seeds, Sequence | np.ndarray):
+        raise ValueError(
+            f"seeds: expected a non-empty sequence of integers, got {seeds!r}"
+        )
+    if len(seeds) == 0:
+        raise ValueError("seeds: expected at least one seed, got none")
+    bad = [
+        s
+        for s in seeds
+        if isinstance(s, bool | np.bool_)
+        or not isinstance(s, int | np.integer)
+        or not 0 <= int(s) < 2**32
+    ]
+    if bad:
+        raise ValueError(
+            f"seeds: expected integers in 0..2**32-1, got {[*map(repr, bad)][:5]}"
+        )
+    return [int(s) for s in seeds]
+
+
+def _check_key(key: Any) -> None:
+    """Raises ``ValueError`` unless ``key`` is one PRNG key (typed or raw uint32)."""
+    ok = isinstance(key, jax.Array) and (
+        (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ())
+        or (key.dtype == jnp.uint32 and key.shape == (2,))
+    )
+    if not ok:
+        raise ValueError(
+            "key: expected one PRNG key (jax.random.key(seed)), got "
+            f"{type(key).__name__} {getattr(key, 'dtype', '')}"
+            f"{list(getattr(key, 'shape', ()))}"
+        )
+
+
 def _check_batching(batch_size: int, config_chunk: int | None) -> None:
     """``batch_size`` and (unless ``None``) ``config_chunk``: positive integers."""
     for name, v in (("batch_size", batch_size), ("config_chunk", config_chunk)):
@@ -266,7 +306,9 @@ def run_sweep(
 
     Image ``i`` under configuration ``k`` and seed ``s`` is perturbed with the key
     ``fold_in(fold_in(fold_in(key, s), k), i)`` (see :func:`change_batch`), so the
-    numbers are the same for any ``batch_size``, ``config_chunk`` and device count.
+    predictions (and so every count) are the same for any ``batch_size``,
+    ``config_chunk`` and device count; confidences up to float32 rounding (XLA may
+    pick another algorithm for another batch shape).
 
     Args:
       sweeper: from :func:`make_sweeper` with a perturbation.
@@ -301,8 +343,8 @@ def run_sweep(
             f"perturbation, got {images.shape}"
         )
     _check_batching(batch_size, config_chunk)
-    if len(seeds) == 0:
-        raise ValueError("seeds: expected at least one seed, got none")
+    seeds = _check_seeds(seeds)
+    _check_key(key)
     perturbation.check_params(params)
     n_cfg = num_configs(params)
     total = n_cfg * len(seeds)

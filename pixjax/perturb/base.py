@@ -192,7 +192,7 @@ def get_perturbation(
       ValueError: an unknown name (listing the valid ones), or a static setting the
         factory does not take (listing those it does).
     """
-    if name not in PERTURBATIONS:
+    if not isinstance(name, str) or name not in PERTURBATIONS:
         raise ValueError(
             f"perturbation: unknown name {name!r}; expected one of "
             f"{sorted(PERTURBATIONS)}"
