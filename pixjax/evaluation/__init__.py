@@ -6,7 +6,7 @@ from pixjax.evaluation.metrics import (
     mcnemar,
 )
 from pixjax.evaluation.pixel_index import pixel_index
-from pixjax.evaluation.predict import accuracy, map_batches, predict
+from pixjax.evaluation.predict import accuracy, classify, forward, map_batches, predict
 from pixjax.evaluation.summary import (
     Z95,
     SeedSummary,
@@ -29,6 +29,8 @@ from pixjax.evaluation.sweep import (
 
 __all__ = [
     "accuracy",
+    "classify",
+    "forward",
     "map_batches",
     "predict",
     "classification_report",

@@ -147,20 +147,28 @@ def map_batches(
     )
 
 
+def classify(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The prediction of pixjax everywhere (predictor, sweeps, attack evaluation):
+    ``(labels [...], confidence [...])`` of ``logits [..., K]``: the int32 argmax of
+    the logits and the float32 softmax probability of the largest logit."""
+    return (
+        jnp.argmax(logits, -1).astype(jnp.int32),
+        jnp.max(jax.nn.softmax(logits, -1), -1),
+    )
+
+
 @functools.lru_cache(maxsize=32)
-def _forward(apply_fn: Callable[..., jax.Array]) -> Callable[..., Any]:
+def forward(apply_fn: Callable[..., jax.Array]) -> Callable[..., Any]:
     """The jitted ``(variables, images [B, H, W, C]) -> (labels [B], confidence [B])``
-    of ``apply_fn``: one per model function, compiled once per batch shape and dtype."""
+    of ``apply_fn`` (uint8 or float images, :func:`classify`): one per model
+    function, compiled once per batch shape and dtype; :func:`predict` and the sweep
+    engine share it."""
 
     @jax.jit
-    def forward(variables, images):
-        logits = apply_fn(variables, to_float(images))
-        return (
-            jnp.argmax(logits, -1).astype(jnp.int32),
-            jnp.max(jax.nn.softmax(logits, -1), -1),
-        )
+    def fwd(variables, images):
+        return classify(apply_fn(variables, to_float(images)))
 
-    return forward
+    return fwd
 
 
 def _check_images(images: Any) -> np.ndarray | jax.Array:
@@ -222,7 +230,7 @@ def predict(
     check_positive_int("batch_size", batch_size)
     return tuple(
         map_batches(
-            _forward(apply_fn),
+            forward(apply_fn),
             [images],
             batch_size=batch_size,
             broadcast=(variables,),

@@ -34,6 +34,7 @@ import numpy as np
 from pixjax import sharding
 from pixjax.data.base import check_images, check_labels, to_float
 from pixjax.evaluation.pixel_index import pixel_index
+from pixjax.evaluation.predict import classify, forward
 from pixjax.evaluation.summary import summarize
 from pixjax.models import num_logits
 from pixjax.perturb.base import Perturbation, num_configs
@@ -70,7 +71,9 @@ class Sweeper(NamedTuple):
       ``seeds [Kc]``) and returns ``(pred [Kc, B], confidence [Kc, B])``;
     * ``variants_step(variables, variants_u8)`` does the same for precomputed variants
       ``[B, Kc, H, W, C]`` uint8 (batch axis first, as it is sharded);
-    * ``clean(variables, images_u8)`` returns the clean predictions ``[B]`` (once per
+    * ``clean(variables, images_u8)`` returns the clean ``(labels [B], confidence
+      [B])`` (:func:`pixjax.evaluation.predict.forward`, the predictor's own compiled
+      forward pass; once per
       batch, not per chunk).
 
     Build it once with :func:`make_sweeper` and reuse it: later calls with the same
@@ -136,32 +139,25 @@ def make_sweeper(
         )
     mesh = sharding.data_mesh() if mesh is None else mesh
 
-    def classify(variables, x):
-        probs = jax.nn.softmax(apply_fn(variables, x), axis=-1)
-        return jnp.argmax(probs, axis=-1), jnp.max(probs, axis=-1)
-
-    def clean(variables, images_u8):
-        return jnp.argmax(apply_fn(variables, to_float(images_u8)), axis=-1)
-
     def step(variables, images_u8, index, params, config_ids, seeds, key):
         x = to_float(images_u8)
 
         def one_config(p, config_id, seed):
             changed = change_batch(perturbation, key, seed, config_id, index, x, p)
-            return classify(variables, changed)
+            return classify(apply_fn(variables, changed))
 
         return jax.vmap(one_config)(params, config_ids, seeds)
 
     def variants_step(variables, variants_u8):
         # [B, Kc, H, W, C] -> per configuration [B, H, W, C]; outputs [Kc, B]
-        return jax.vmap(lambda v: classify(variables, v), in_axes=1)(
+        return jax.vmap(lambda v: classify(apply_fn(variables, v)), in_axes=1)(
             to_float(variants_u8)
         )
 
     return Sweeper(
         step=jax.jit(step),
         variants_step=jax.jit(variants_step),
-        clean=jax.jit(clean),
+        clean=forward(apply_fn),
         perturbation=perturbation,
         mesh=mesh,
     )
@@ -262,7 +258,7 @@ def _drive(
         while len(pending) > limit:
             c, start, stop, outs = pending.pop(0)
             if c is None:
-                clean[start:stop] = np.asarray(outs)[: stop - start]
+                clean[start:stop] = np.asarray(outs[0])[: stop - start]
                 continue
             pr, cf = outs
             sl = slice(c * chunk, (c + 1) * chunk)
