@@ -1,6 +1,14 @@
-"""Search: evolutionary operators for fooling-image and few-pixel searches (issue 13:
-in progress; so far the variation operators of the direct encoding)."""
+"""Search: evolutionary operators and archives for fooling-image and few-pixel searches
+(issue 13, in progress: so far the direct encoding's variation operators and the
+MAP-Elites archive)."""
 
+from pixjax.search.map_elites import (
+    UPDATE_RULES,
+    Archive,
+    add,
+    empty_archive,
+    select_parents,
+)
 from pixjax.search.operators import (
     polynomial_delta,
     polynomial_mutation,
@@ -9,6 +17,11 @@ from pixjax.search.operators import (
 )
 
 __all__ = [
+    "UPDATE_RULES",
+    "Archive",
+    "add",
+    "empty_archive",
+    "select_parents",
     "polynomial_delta",
     "polynomial_mutation",
     "sbx_children",
