@@ -1,7 +1,13 @@
 """Search: evolutionary operators and archives for fooling-image and few-pixel searches
-(issue 13, in progress: so far the direct encoding's variation operators and the
-MAP-Elites archive)."""
+(issue 13, in progress: so far the direct encoding's variation operators, the
+MAP-Elites archive and the direct-encoding generation step)."""
 
+from pixjax.search.direct import (
+    DirectSettings,
+    SearchState,
+    init_state,
+    make_generation,
+)
 from pixjax.search.map_elites import (
     UPDATE_RULES,
     Archive,
@@ -17,6 +23,10 @@ from pixjax.search.operators import (
 )
 
 __all__ = [
+    "DirectSettings",
+    "SearchState",
+    "init_state",
+    "make_generation",
     "UPDATE_RULES",
     "Archive",
     "add",
