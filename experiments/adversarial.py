@@ -17,7 +17,7 @@ import numpy as np
 
 from pixjax.attacks import check_args, fgsm, fgsm_sweep, warn_zero_gradient
 from pixjax.data import check_images, check_positive_int, to_float
-from pixjax.evaluation import map_batches
+from pixjax.evaluation import classify, map_batches
 from pixjax.models import num_logits
 
 
@@ -82,8 +82,8 @@ def _fgsm_step(apply_fn, eps: float, norm: str, loss: str):
         x = to_float(x_u8)
         res = fgsm(f, x, y, eps, norm=norm, loss=loss)
         adv_u8 = jnp.round(res.images * 255.0).astype(jnp.uint8)
-        pred = jnp.argmax(f(to_float(adv_u8)), -1)
-        return adv_u8, pred, jnp.argmax(f(x), -1), res.zero_gradient
+        pred = classify(f(to_float(adv_u8)))[0]
+        return adv_u8, pred, classify(f(x))[0], res.zero_gradient
 
     return step
 

@@ -259,13 +259,14 @@ def _nudge_scores(sweeper, variables, test, key, config: Config, n_classes, name
     n, correct = len(y), int(np.sum(out.clean_pred == y))
     flips = sum(r["flips"] for r in rows)
     nudged_y, nudged_pred = np.tile(y, len(NUDGES)), out.pred.reshape(-1)
+    nudged_correct = sum(r["correct"] for r in rows)
     return {
         "n": n,
         "correct": correct,
         "accuracy": correct / n,
         "nudged_n": len(NUDGES) * n,
-        "nudged_correct": sum(r["correct"] for r in rows),
-        "nudged_accuracy": float(np.mean(nudged_pred == nudged_y)),
+        "nudged_correct": nudged_correct,
+        "nudged_accuracy": nudged_correct / (len(NUDGES) * n),
         # flip rate (Zhang & Cai 2021): changed predictions among correct originals
         "nudged_flips": flips,
         "nudged_flip_rate": flips / (len(NUDGES) * correct) if correct else None,

@@ -190,7 +190,8 @@ def grid_search_rbm_lr(
 
     Returns:
       ``{"params": [{"learning_rate", "n_iter", "n_components", "C"}, ...],
-      "scores": [P, folds] accuracy, "mean": [P], "std": [P], "best_index": int,
+      "scores": [P, folds] accuracy, "mean": [P], "std": [P] (over folds, population sd
+      ddof=0 as scikit-learn's ``std_test_score``), "best_index": int,
       "best_params": dict, "compiled_calls": int, "stage_seconds": {n_components:
       {"rbm": s, "logistic": s}}}`` (wall time, compilation included) in the order of
       ``itertools.product(learning_rates, n_iters, n_components, cs)`` (P points).
