@@ -8,19 +8,25 @@ import numpy as np
 import pytest
 
 from pixjax import driver
-from pixjax.search.direct import DirectSettings, init_state, make_generation
+from pixjax.search import (
+    DirectSettings,
+    direct_encoding,
+    init_state,
+    make_generation,
+    target_probs,
+)
 
 
 @pytest.fixture(scope="module")
 def target(lenet):
     module, variables, _ = lenet
-    return functools.partial(module.apply, variables)
+    return target_probs(functools.partial(module.apply, variables))
 
 
 def test_generations_improve_the_archive_and_are_reproducible(target, tmp_path):
-    s = DirectSettings(pop_size=32)
-    state = init_state(jax.random.key(0), target, (28, 28, 1), 10, s)
-    step = make_generation(target, s)
+    enc = direct_encoding((28, 28, 1))
+    state = init_state(jax.random.key(0), enc, target, pop_size=32, num_cells=10)
+    step = make_generation(enc, target, pop_size=32)
     key = jax.random.key(1)
     final, m = driver.run(step, state, key, num_steps=40, chunk_size=20, progress=False)
     fit = np.asarray(m["fitness"])  # [40, 10]
@@ -52,15 +58,33 @@ def test_generations_improve_the_archive_and_are_reproducible(target, tmp_path):
 @pytest.mark.parametrize(
     "change, match",
     [
-        (dict(pop_size=0), "pop_size: expected an even positive"),
-        (dict(pop_size=7), "pop_size: expected an even positive"),
         (dict(mutation_rate=1.5), "mutation_rate: expected a probability"),
         (dict(cross_probability=-0.1), "cross_probability: expected a probability"),
         (dict(eta_mutation=0.0), "eta_mutation: expected a positive"),
-        (dict(rule="best"), "rule: expected one of"),
+        (dict(eta_crossover=float("inf")), "eta_crossover: expected a finite"),
         (dict(schedule="fast"), "schedule: expected one of"),
     ],
 )
-def test_bad_settings(target, change, match):
+def test_bad_settings(change, match):
     with pytest.raises(ValueError, match=match):
-        make_generation(target, DirectSettings(**change))
+        direct_encoding((28, 28, 1), DirectSettings(**change))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(pop_size=0), "pop_size: expected an even positive"),
+        (dict(pop_size=7), "pop_size: expected an even positive"),
+        (dict(pop_size=True), "pop_size: expected an even positive"),
+        (dict(pop_size=8, rule="best"), "rule: expected one of"),
+    ],
+)
+def test_bad_population(target, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_generation(direct_encoding((28, 28, 1)), target, **kwargs)
+
+
+@pytest.mark.parametrize("shape", [(28, 28), (0, 28, 1), (28, 28, 2), "28x28"])
+def test_bad_image_shape(shape):
+    with pytest.raises(ValueError, match="image_shape: expected"):
+        direct_encoding(shape)

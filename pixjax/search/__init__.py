@@ -1,12 +1,21 @@
-"""Search: evolutionary operators and archives for fooling-image and few-pixel searches
-(issue 13, in progress: so far the direct encoding's variation operators, the
-MAP-Elites archive and the direct-encoding generation step)."""
+"""Search: evolutionary operators, archives, encodings and the fooling-images search
+(Nguyen, Yosinski & Clune, CVPR 2015).
 
-from pixjax.search.direct import (
-    DirectSettings,
+* :mod:`~pixjax.search.operators`: polynomial mutation, SBX crossover (sferes2's
+  ``EvoFloat``);
+* :mod:`~pixjax.search.map_elites`: the one-cell-per-class archive;
+* :mod:`~pixjax.search.evolve`: the :class:`Encoding` protocol and one generation;
+* :mod:`~pixjax.search.direct`: the direct encoding;
+* :mod:`~pixjax.search.targets`: fitness from a network or an ensemble.
+"""
+
+from pixjax.search.direct import DirectSettings, direct_encoding
+from pixjax.search.evolve import (
+    Encoding,
     SearchState,
     init_state,
     make_generation,
+    render_population,
 )
 from pixjax.search.map_elites import (
     UPDATE_RULES,
@@ -21,12 +30,16 @@ from pixjax.search.operators import (
     sbx_children,
     sbx_crossover,
 )
+from pixjax.search.targets import target_probs
 
 __all__ = [
     "DirectSettings",
+    "direct_encoding",
+    "Encoding",
     "SearchState",
     "init_state",
     "make_generation",
+    "render_population",
     "UPDATE_RULES",
     "Archive",
     "add",
@@ -36,4 +49,5 @@ __all__ = [
     "polynomial_mutation",
     "sbx_children",
     "sbx_crossover",
+    "target_probs",
 ]

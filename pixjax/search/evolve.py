@@ -1,0 +1,191 @@
+"""One MAP-Elites generation, generic over the genome encoding (Nguyen, Yosinski &
+Clune, CVPR 2015; Mouret & Clune 2015).
+
+An :class:`Encoding` says how one genome is drawn, varied and rendered; the direct
+encoding (:mod:`pixjax.search.direct`) and the CPPN (:mod:`pixjax.search.cppn`) are
+two. A generation, as the original sferes2 code: draw ``pop_size / 2`` parent pairs
+uniformly from the filled cells, turn each pair into two children (``vary``), render all
+children in one vmapped call, score them in one batched call of the target and offer
+them to the archive (:func:`pixjax.search.map_elites.add`). The step is pure, run by
+:func:`pixjax.driver.run` (chunks of generations, progress bar, orbax checkpoints,
+resume).
+
+Fitness is a function ``probs_fn(images [P, H, W, C] float32 in [0, 1]) -> [P, C]`` (a
+softmax): :func:`pixjax.search.targets.target_probs` builds one for any registered model
+or an ensemble.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from pixjax.keys import purpose_keys
+from pixjax.search.map_elites import (
+    UPDATE_RULES,
+    Archive,
+    add,
+    empty_archive,
+    select_parents,
+)
+from pixjax.types import PRNGKey
+
+Genome = Any  # a pytree of arrays (one genome); a population has a leading axis [P]
+ProbsFn = Callable[[jax.Array], jax.Array]
+
+
+class Encoding(NamedTuple):
+    """How genomes are drawn, varied and turned into images. Per genome; batched with
+    ``vmap`` by the generation.
+
+    Attributes:
+      name: ``"direct"``, ``"cppn"``, ...
+      image_shape: ``(H, W, C)`` of the rendered images.
+      init: ``init(key) -> genome``: one random genome (generation 0).
+      vary: ``vary(key, a, b, generation) -> (child_a, child_b)``: crossover and
+        mutation of one parent pair; ``generation`` is an int32 scalar (for schedules).
+      render: ``render(genome) -> image`` float32 ``[H, W, C]`` in ``[0, 1]``.
+    """
+
+    name: str
+    image_shape: tuple[int, int, int]
+    init: Callable[[PRNGKey], Genome]
+    vary: Callable[[PRNGKey, Genome, Genome, jax.Array], tuple[Genome, Genome]]
+    render: Callable[[Genome], jax.Array]
+
+
+class SearchState(NamedTuple):
+    """The evolving state: the archive and the generations done (int32 scalar)."""
+
+    archive: Archive
+    generation: jax.Array
+
+
+def check_population(pop_size: Any, rule: Any) -> None:
+    """Raises ``ValueError`` naming ``pop_size`` (an even integer >= 2: children come in
+    pairs) or ``rule`` (one of :data:`UPDATE_RULES`)."""
+    if isinstance(pop_size, bool) or not isinstance(pop_size, int):
+        raise ValueError(f"pop_size: expected an even positive integer, got {pop_size!r}")
+    if pop_size < 2 or pop_size % 2:
+        raise ValueError(
+            f"pop_size: expected an even positive integer (children come in pairs), "
+            f"got {pop_size}"
+        )
+    if rule not in UPDATE_RULES:
+        raise ValueError(f"rule: expected one of {list(UPDATE_RULES)}, got {rule!r}")
+
+
+def _take(tree: Genome, idx: jax.Array) -> Genome:
+    return jax.tree_util.tree_map(lambda a: jnp.take(a, idx, axis=0), tree)
+
+
+def _concat(a: Genome, b: Genome) -> Genome:
+    return jax.tree_util.tree_map(lambda x, y: jnp.concatenate([x, y]), a, b)
+
+
+def _constrain(tree: Any, sharding: Any) -> Any:
+    if sharding is None:
+        return tree
+    return jax.tree_util.tree_map(
+        lambda a: jax.lax.with_sharding_constraint(a, sharding), tree
+    )
+
+
+def render_population(encoding: Encoding, genomes: Genome) -> jax.Array:
+    """``genomes`` (leading axis ``[P]``) -> float32 images ``[P, H, W, C]``."""
+    return jax.vmap(encoding.render)(genomes)
+
+
+def init_state(
+    key: PRNGKey,
+    encoding: Encoding,
+    probs_fn: ProbsFn,
+    *,
+    pop_size: int,
+    num_cells: int,
+    rule: str = "original",
+    sharding: Any = None,
+) -> SearchState:
+    """The archive after scoring ``pop_size`` random genomes (generation 0).
+
+    Args:
+      key: PRNG key of the run's initial population.
+      encoding: the genome :class:`Encoding`.
+      probs_fn: the target, ``images [P, H, W, C] -> probs [P, num_cells]``.
+      pop_size: even integer >= 2.
+      num_cells: cells of the archive (the target's classes).
+      rule: ``"original"`` or ``"argmax"`` (:func:`pixjax.search.map_elites.add`).
+      sharding: optional ``NamedSharding`` splitting the population's leading axis over
+        devices (:func:`pixjax.sharding.batch_sharding`); ``pop_size`` must then be a
+        multiple of the device count.
+
+    Raises:
+      ValueError: a bad ``pop_size``, ``rule`` or ``num_cells``.
+    """
+    check_population(pop_size, rule)
+    archive = empty_archive(encoding.init(key), num_cells)
+
+    @jax.jit
+    def first(key):
+        genomes = _constrain(
+            jax.vmap(encoding.init)(jax.random.split(key, pop_size)), sharding
+        )
+        probs = probs_fn(render_population(encoding, genomes))
+        return add(archive, genomes, probs, rule)
+
+    return SearchState(first(key), jnp.int32(0))
+
+
+def make_generation(
+    encoding: Encoding,
+    probs_fn: ProbsFn,
+    *,
+    pop_size: int,
+    rule: str = "original",
+    sharding: Any = None,
+) -> Callable[[SearchState, PRNGKey], tuple[SearchState, dict[str, jax.Array]]]:
+    """The pure ``step(state, key) -> (state, metrics)`` of one generation, for
+    :func:`pixjax.driver.run` (``data`` is the run's base key; generation ``g`` uses
+    ``fold_in(key, g)``, split by purpose: ``"parents"``, ``"vary"``).
+
+    Returns:
+      ``step``; its ``metrics`` are ``{"fitness": float32 [C]}``, the archive's
+      fitness (the elite's class probability; ``-inf`` while a cell is empty) after the
+      generation.
+
+    Raises:
+      ValueError: a bad ``pop_size`` or ``rule`` (:func:`check_population`).
+    """
+    check_population(pop_size, rule)
+    pairs = pop_size // 2
+
+    def step(state: SearchState, key: PRNGKey):
+        keys = purpose_keys(jax.random.fold_in(key, state.generation), "parents", "vary")
+        archive = state.archive
+        idx = select_parents(keys["parents"], archive, pairs)
+        a = _take(archive.genomes, idx[:, 0])
+        b = _take(archive.genomes, idx[:, 1])
+        c1, c2 = jax.vmap(encoding.vary, in_axes=(0, 0, 0, None))(
+            jax.random.split(keys["vary"], pairs), a, b, state.generation
+        )
+        children = _constrain(_concat(c1, c2), sharding)
+        probs = probs_fn(render_population(encoding, children))
+        archive = add(archive, children, probs, rule)
+        return SearchState(archive, state.generation + 1), {"fitness": archive.fitness}
+
+    return step
+
+
+__all__ = [
+    "Encoding",
+    "Genome",
+    "ProbsFn",
+    "SearchState",
+    "check_population",
+    "init_state",
+    "make_generation",
+    "render_population",
+]
