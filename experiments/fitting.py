@@ -18,16 +18,24 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from pixjax import checkpoints, driver
+from pixjax.keys import purpose_keys
+from pixjax.perturb.shifts import random_shift
 from pixjax.training import (
     Augment,
     FitData,
     FitState,
     TrainState,
+    create_state,
     fit_order,
     make_fit_step,
 )
+
+# the purposes of the subkeys of a training key (pixjax.keys.purpose_keys); fit splits
+# the "train" key into the data order and the augmentation
+PURPOSES = ("init", "train")
 
 
 def _history(losses: np.ndarray) -> list[dict[str, Any]]:
@@ -107,3 +115,55 @@ def fit(
         loop="python" if jax.default_backend() == "cpu" else "scan",
     )
     return final.train, _history(metrics["loss"].reshape(epochs, per_epoch))
+
+
+def train_classifier(
+    model: Any,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    key: jax.Array,
+    run_dir: pathlib.Path,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    weight_decay: float,
+    augment_shift: int,
+    init_variables: Any = None,
+    desc: str = "train",
+    progress: bool = True,
+) -> tuple[Any, list[dict[str, Any]]]:
+    """The project's training recipe (``pixjax run train``; the shipped LeNet-5s):
+    AdamW with a cosine-decayed learning rate over all steps, random shifts of up to
+    ``augment_shift`` pixels, resumable epochs (:func:`fit`). ``key`` is split by
+    purpose into ``"init"`` (random weights, unused with ``init_variables``) and
+    ``"train"``.
+
+    Returns:
+      ``(variables, history)``.
+    """
+    keys = purpose_keys(key, *PURPOSES)
+    steps_per_epoch = len(images) // batch_size
+    schedule = optax.cosine_decay_schedule(learning_rate, steps_per_epoch * epochs)
+    tx = optax.adamw(schedule, weight_decay=weight_decay)
+    params = stats = None
+    if init_variables is not None:
+        params = init_variables["params"]
+        stats = init_variables.get("batch_stats")
+    state = create_state(model, keys["init"], images.shape[1:], tx, params, stats)
+    augment = None
+    if augment_shift > 0:
+        augment = lambda k, x: random_shift(k, x, augment_shift)  # noqa: E731
+    state, history = fit(
+        state,
+        images,
+        labels,
+        run_dir=run_dir,
+        epochs=epochs,
+        batch_size=batch_size,
+        key=keys["train"],
+        augment=augment,
+        desc=desc,
+        progress=progress,
+    )
+    return state.variables, history

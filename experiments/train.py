@@ -25,22 +25,27 @@ import time
 from typing import Any
 
 import jax
-import optax
 from pixjax.experiments import common, reporting
 from pixjax.experiments.configs.train import Config
-from pixjax.experiments.fitting import fit
+from pixjax.experiments.fitting import PURPOSES, train_classifier
 
 from pixjax import checkpoints, data, models
 from pixjax.evaluation import accuracy
-from pixjax.keys import purpose_keys
-from pixjax.perturb.shifts import random_shift
-from pixjax.training import check_batchnorm_batch, create_state
+from pixjax.training import check_batchnorm_batch
 
 DESCRIPTION = "train any registered classifier with optax on any dataset (resumable)"
 MODEL_DIR = "model"
-# the purposes of the subkeys of key(seed) (pixjax.keys.purpose_keys); fit splits the
-# "train" key into the data order and the augmentation
-PURPOSES = ("init", "train")
+__all__ = [
+    "DESCRIPTION",
+    "PURPOSES",
+    "compute",
+    "num_classes_of",
+    "plots",
+    "report",
+    "summary_lines",
+    "validate",
+    "write",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,36 +153,21 @@ def compute(
     train, test = setup.train, setup.test
     model_kwargs = {"num_classes": setup.num_classes}
     model = models.get_model(config.model, **model_kwargs)
-    keys = purpose_keys(jax.random.key(config.seed), *PURPOSES)
-    steps_per_epoch = len(train.images) // config.batch_size
-    schedule = optax.cosine_decay_schedule(
-        config.learning_rate, steps_per_epoch * config.epochs
-    )
-    tx = optax.adamw(schedule, weight_decay=config.weight_decay)
-    params = stats = None
-    if setup.init_variables is not None:
-        params = setup.init_variables["params"]
-        stats = setup.init_variables.get("batch_stats")
-    state = create_state(model, keys["init"], train.image_shape, tx, params, stats)
-
-    augment = None
-    if config.augment_shift > 0:
-        shift = config.augment_shift
-        augment = lambda k, x: random_shift(k, x, shift)  # noqa: E731
-    state, history = fit(
-        state,
+    variables, history = train_classifier(
+        model,
         train.images,
         train.labels,
+        key=jax.random.key(config.seed),
         run_dir=run_dir,
         epochs=config.epochs,
         batch_size=config.batch_size,
-        key=keys["train"],
-        augment=augment,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        augment_shift=config.augment_shift,
+        init_variables=setup.init_variables,
         progress=config.progress,
     )
     t_fit = time.perf_counter()
-
-    variables = state.variables
     test_acc = accuracy(model.apply, variables, test.images, test.labels)
     train_acc = accuracy(model.apply, variables, train.images, train.labels)
     described = dict(

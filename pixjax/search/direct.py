@@ -85,7 +85,7 @@ def check_image_shape(image_shape: tuple[int, int, int]) -> tuple[int, int, int]
 
 
 def direct_encoding(
-    image_shape: tuple[int, int, int], settings: DirectSettings = DirectSettings()
+    image_shape: tuple[int, int, int], settings: DirectSettings | None = None
 ) -> Encoding:
     """The direct encoding of images of ``image_shape`` ``(H, W, C)``: genomes are
     float32 ``[H, W, C]`` in ``[0, 1]``, rendered as themselves.
@@ -93,9 +93,9 @@ def direct_encoding(
     Raises:
       ValueError: a bad setting (:func:`check_settings`) or ``image_shape``.
     """
-    check_settings(settings)
+    s = DirectSettings() if settings is None else settings
+    check_settings(s)
     shape = check_image_shape(image_shape)
-    s = settings
 
     def init(key: PRNGKey) -> jax.Array:
         return jax.random.uniform(key, shape, jnp.float32)
@@ -103,7 +103,11 @@ def direct_encoding(
     def vary(key: PRNGKey, a: jax.Array, b: jax.Array, generation: jax.Array):
         keys = purpose_keys(key, "crossover", "mutate_a", "mutate_b")
         c1, c2 = sbx_crossover(
-            keys["crossover"], a, b, eta=s.eta_crossover, probability=s.cross_probability
+            keys["crossover"],
+            a,
+            b,
+            eta=s.eta_crossover,
+            probability=s.cross_probability,
         )
         rate = s.mutation_rate
         if s.schedule == "paper":

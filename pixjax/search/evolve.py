@@ -17,12 +17,16 @@ or an ensemble.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from pixjax import driver
+from pixjax.data.base import check_positive_int
 from pixjax.keys import purpose_keys
 from pixjax.search.map_elites import (
     UPDATE_RULES,
@@ -68,7 +72,9 @@ def check_population(pop_size: Any, rule: Any) -> None:
     """Raises ``ValueError`` naming ``pop_size`` (an even integer >= 2: children come in
     pairs) or ``rule`` (one of :data:`UPDATE_RULES`)."""
     if isinstance(pop_size, bool) or not isinstance(pop_size, int):
-        raise ValueError(f"pop_size: expected an even positive integer, got {pop_size!r}")
+        raise ValueError(
+            f"pop_size: expected an even positive integer, got {pop_size!r}"
+        )
     if pop_size < 2 or pop_size % 2:
         raise ValueError(
             f"pop_size: expected an even positive integer (children come in pairs), "
@@ -163,7 +169,9 @@ def make_generation(
     pairs = pop_size // 2
 
     def step(state: SearchState, key: PRNGKey):
-        keys = purpose_keys(jax.random.fold_in(key, state.generation), "parents", "vary")
+        keys = purpose_keys(
+            jax.random.fold_in(key, state.generation), "parents", "vary"
+        )
         archive = state.archive
         idx = select_parents(keys["parents"], archive, pairs)
         a = _take(archive.genomes, idx[:, 0])
@@ -179,8 +187,97 @@ def make_generation(
     return step
 
 
+class SearchRun(NamedTuple):
+    """A finished (or resumed and finished) search.
+
+    Attributes:
+      state: the final :class:`SearchState` (the archive of elites).
+      fitness: float32 numpy ``[generations + 1, C]``: the archive's fitness after the
+        initial population (row 0) and after every generation; ``-inf`` for an empty
+        cell.
+    """
+
+    state: SearchState
+    fitness: np.ndarray
+
+
+def search(
+    key: PRNGKey,
+    encoding: Encoding,
+    probs_fn: ProbsFn,
+    *,
+    pop_size: int,
+    num_cells: int,
+    generations: int,
+    rule: str = "original",
+    chunk_size: int = 50,
+    checkpoint_dir: str | os.PathLike | None = None,
+    on_chunk: Callable[[int, SearchState, dict], None] | None = None,
+    sharding: Any = None,
+    loop: str = "scan",
+    desc: str = "search",
+    progress: bool = False,
+) -> SearchRun:
+    """A whole MAP-Elites run: the initial population, then ``generations``
+    generations in chunks of ``chunk_size`` by :func:`pixjax.driver.run` (an orbax
+    checkpoint of the archive after every chunk in ``checkpoint_dir``; a killed run
+    resumes from the newest intact one and ends identical to an uninterrupted run).
+
+    ``key`` is split by purpose: ``"init"`` (the initial population) and
+    ``"generations"`` (generation ``g`` folds ``g`` into it). ``on_chunk(first,
+    state, metrics)`` is called after every computed chunk (not for restored ones).
+
+    Raises:
+      ValueError: a bad ``pop_size``, ``rule``, ``num_cells``, ``generations`` or
+        ``chunk_size``; a ``checkpoint_dir`` of another run (:func:`pixjax.driver.run`).
+    """
+    check_positive_int("generations", generations)
+    keys = purpose_keys(key, "init", "generations")
+    state = init_state(
+        keys["init"],
+        encoding,
+        probs_fn,
+        pop_size=pop_size,
+        num_cells=num_cells,
+        rule=rule,
+        sharding=sharding,
+    )
+    step = make_generation(
+        encoding, probs_fn, pop_size=pop_size, rule=rule, sharding=sharding
+    )
+    final, metrics = driver.run(
+        step,
+        state,
+        keys["generations"],
+        num_steps=generations,
+        chunk_size=chunk_size,
+        checkpoint_dir=checkpoint_dir,
+        on_chunk=on_chunk,
+        desc=desc,
+        unit="generation",
+        progress=progress,
+        loop=loop,
+    )
+    fitness = np.concatenate(
+        [np.asarray(state.archive.fitness)[None], np.asarray(metrics["fitness"])]
+    ).astype(np.float32)
+    return SearchRun(final, fitness)
+
+
+def first_reaching(fitness: np.ndarray, threshold: float) -> np.ndarray:
+    """int64 ``[C]``: for each cell the first row of ``fitness`` ``[G + 1, C]`` (a
+    generation; 0 = the initial population) at which it is ``>= threshold``; -1 if
+    never."""
+    f = np.asarray(fitness)
+    hit = f >= threshold
+    return np.where(hit.any(axis=0), np.argmax(hit, axis=0), -1)
+
+
 __all__ = [
     "Encoding",
+    "SearchRun",
+    "first_reaching",
+    "search",
     "Genome",
     "ProbsFn",
     "SearchState",
