@@ -36,6 +36,7 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
         "pixjax.experiments.rbm_nudge",
         "pixjax.experiments.configs.rbm_nudge",
     ),
+    "fooling": ("pixjax.experiments.fooling", "pixjax.experiments.configs.fooling"),
 }
 
 

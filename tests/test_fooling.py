@@ -1,0 +1,169 @@
+"""`pixjax run fooling`: every study on the shipped models (smoke sizes), resume after
+a lost chunk, any registered model as the target (the RBM pipeline, a zoo model on
+random weights), 1 vs 8 devices, and bad input (one line, exit 2, nothing written)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from pixjax.experiments import cli
+
+
+def _run(workdir, *overrides, preset="smoke"):
+    argv = ["run", "fooling", "--workdir", str(workdir), "--preset", preset]
+    return cli.main([*argv, "progress=false", *overrides])
+
+
+def _results(workdir):
+    return json.loads((workdir / "results.json").read_text())
+
+
+def _drop_newest_checkpoint(folder):
+    """What a kill between two chunks leaves: the newest checkpoint missing."""
+    import shutil
+
+    steps = [p for p in folder.iterdir() if p.name.isdigit()]
+    shutil.rmtree(max(steps, key=lambda p: int(p.name)))
+
+
+def _untimed(v):
+    """A results value without its wall-clock measurements."""
+    if isinstance(v, dict):
+        return {k: _untimed(x) for k, x in v.items() if "seconds" not in k}
+    if isinstance(v, list):
+        return [_untimed(x) for x in v]
+    return v
+
+
+def test_direct_transfer_ensemble_and_resume(tmp_path):
+    wd = tmp_path / "run"
+    studies = "studies=direct,transfer,ensemble"
+    assert _run(wd, studies) == 0
+    doc = _results(wd)
+    s = doc["studies"]
+    d = s["direct"]
+    assert len(d["runs"]) == 2 and len(d["per_class"]) == 10
+    for run in d["runs"]:
+        curve = np.array(run["curve"], float)  # [K, 10]: never worse
+        assert curve.shape == (len(d["curve_generations"]), 10)
+        assert np.all(np.diff(curve, axis=0) >= 0)
+        first = np.array(run["first_generation"])
+        reached = np.array(run["final"]) >= doc["threshold"]
+        np.testing.assert_array_equal(first >= 0, reached)
+    # transfer: the target plus the other nets, scored by each: a square matrix whose
+    # diagonal (the net the elites were evolved on) scores them highest
+    t = s["transfer"]
+    m = np.array(t["median_confidence"])
+    assert m.shape == (2, 2) and t["nets"][0] == "lenet5:lenet5-mnist"
+    assert np.all(np.diag(m) >= m.max(axis=0) - 1e-6)
+    e = s["ensemble"]
+    ens = np.array(e["final"])
+    members = np.array(e["member_confidence"])  # [nets, C]
+    np.testing.assert_allclose(members.mean(axis=0), ens, atol=1e-5)
+    for name in ("results.csv", "report.md", "curves.png", "elites_direct.png"):
+        assert (wd / name).is_file()
+    # a run killed between chunks: drop the newest archive checkpoint of one search,
+    # rerun the same command -> it resumes and ends with the same numbers
+    _drop_newest_checkpoint(wd / "search" / "direct-run1")
+    (wd / "results.json").unlink()
+    assert _run(wd, studies) == 0
+    assert _untimed(_results(wd)["studies"]) == _untimed(s)
+
+
+def test_retrain_with_a_fooling_class_and_resume(tmp_path):
+    wd = tmp_path / "run"
+    overrides = ("studies=retrain", "threshold=0.99", "generations=20")
+    assert _run(wd, *overrides) == 0
+    rt = _results(wd)["studies"]["retrain"]
+    rounds = rt["rounds"]
+    assert [r["round"] for r in rounds] == [0, 1] and rt["fooling_class"] == 10
+    assert rounds[0]["fooling_images_added"] == rounds[0]["fooling_images_found"] > 0
+    assert rounds[0]["training_images"] == 300 + rounds[0]["fooling_images_added"]
+    assert rounds[0]["clean_accuracy"] == pytest.approx(0.9755)
+    assert 0 <= rounds[1]["clean_accuracy"] <= 1
+    _drop_newest_checkpoint(wd / "search" / "retrain-round0")
+    (wd / "results.json").unlink()
+    assert _run(wd, *overrides) == 0
+    assert _untimed(_results(wd)["studies"]) == _untimed({"retrain": rt})
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("studies=direct,nope", "studies: expected one of"),
+        ("pop_size=7", "pop_size: expected an even positive"),
+        ("pop_size=0", "pop_size: expected an even positive"),
+        ("mutation_rate=1.5", "mutation_rate: expected a probability"),
+        ("eta_mutation=0", "eta_mutation: expected a positive"),
+        ("rule=best", "rule: expected one of"),
+        ("schedule=fast", "schedule: expected one of"),
+        ("threshold=1.5", "threshold: expected a probability"),
+        ("generations=0", "generations: expected a positive"),
+        ("runs=0", "runs: expected a positive"),
+        ("transfer_models=lenet5", "transfer_models: expected ARCH:CHECKPOINT"),
+        ("ensemble_models=lenet5:nowhere", "does not exist"),
+        ("model=rbm_lr", "checkpoint"),
+        ("render_scale=0", "render_scale: expected a positive"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, override, message):
+    wd = tmp_path / "run"
+    capsys.readouterr()
+    assert _run(wd, override) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("pixjax: error: "), err
+    assert message in err[0], err[0]
+    assert not wd.exists()
+
+
+def test_the_rbm_pipeline_is_a_target(tmp_path):
+    """rbm_lr (RBM features -> logistic regression) is searched like any network."""
+    wd = tmp_path / "run"
+    assert (
+        _run(wd, "model=rbm_lr", "checkpoint=rbm-lr-mnist", "studies=direct", "runs=1")
+        == 0
+    )
+    d = _results(wd)["studies"]["direct"]
+    curve = np.array(d["runs"][0]["curve"], float)
+    assert curve[-1].mean() > curve[0].mean()  # the search made progress
+
+
+SHARDED = textwrap.dedent(
+    """
+    import os, sys, functools
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    import jax, numpy as np
+    from pixjax import checkpoints, sharding
+    from pixjax.search import direct_encoding, target_probs
+    from pixjax.search.evolve import search
+    m, v, _ = checkpoints.load_model({ck!r}, arch="lenet5")
+    probs = target_probs(functools.partial(m.apply, v))
+    enc = direct_encoding((28, 28, 1))
+    assert jax.device_count() == 8
+    kw = dict(pop_size=16, num_cells=10, generations=6, chunk_size=3)
+    one = search(jax.random.key(3), enc, probs, **kw)
+    mesh = sharding.data_mesh()
+    eight = search(
+        jax.random.key(3), enc, probs, sharding=sharding.batch_sharding(mesh), **kw
+    )
+    np.testing.assert_array_equal(one.fitness, eight.fitness)
+    np.testing.assert_array_equal(
+        np.asarray(one.state.archive.genomes), np.asarray(eight.state.archive.genomes)
+    )
+    print("same")
+    """
+)
+
+
+def test_same_key_same_archive_on_1_and_8_devices():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = SHARDED.format(ck=os.path.join(root, "checkpoints", "lenet5-mnist"))
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "same" in out.stdout
