@@ -167,3 +167,55 @@ def test_same_key_same_archive_on_1_and_8_devices():
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "same" in out.stdout
+
+
+def test_a_zoo_model_on_random_weights_is_a_colour_target(tmp_path):
+    """An ImageNet-layout model (SqueezeNet 1.1, 224 x 224 x 3, random weights saved
+    as a model directory, as `pixjax convert` writes one): direct and CPPN (HSL)
+    searches and gradient ascent run on it without a dataset."""
+    import jax
+
+    from pixjax import checkpoints, models
+
+    model = models.get_model("squeezenet1_1", num_classes=10)
+    variables = models.init_variables(model, jax.random.key(0), (224, 224, 3))
+    checkpoints.save_model(
+        tmp_path / "sq",
+        variables,
+        {
+            "arch": "squeezenet1_1",
+            "model_kwargs": {"num_classes": 10},
+            "input_shape": [224, 224, 3],
+        },
+    )
+    wd = tmp_path / "run"
+    assert (
+        _run(
+            wd,
+            "model=squeezenet1_1",
+            f"checkpoint={tmp_path / 'sq'}",
+            "dataset=none",
+            "studies=direct,cppn,ascent",
+            "runs=1",
+            "pop_size=4",
+            "generations=2",
+            "cppn_generations=2",
+            "chunk_size=2",
+            "ascent_steps=3",
+            "ascent_decays=0.01",
+            "ascent_blur_sigmas=0.5",
+            "render_scale=1",
+        )
+        == 0
+    )
+    doc = _results(wd)
+    assert doc["metadata"]["image_shape"] == [224, 224, 3]
+    assert doc["clean_accuracy"] is None
+    from pixjax.experiments import common
+
+    for study in ("direct", "cppn", "ascent"):
+        elites = common.unpack_uint8(doc["studies"][study]["elites"])
+        assert elites.shape == (4, 224, 224, 3), study
+    # colour CPPNs: the three channels differ (HSL -> RGB), not a grey image
+    cppn = common.unpack_uint8(doc["studies"]["cppn"]["elites"]).astype(int)
+    assert np.abs(cppn[..., 0] - cppn[..., 1]).max() > 0

@@ -6,16 +6,29 @@
 * :mod:`~pixjax.search.map_elites`: the one-cell-per-class archive;
 * :mod:`~pixjax.search.evolve`: the :class:`Encoding` protocol and one generation;
 * :mod:`~pixjax.search.direct`: the direct encoding;
+* :mod:`~pixjax.search.cppn`: the CPPN encoding (padded genomes, any resolution, HSL);
+* :mod:`~pixjax.search.ascent`: gradient-ascent fooling images;
 * :mod:`~pixjax.search.targets`: fitness from a network or an ensemble.
 """
 
+from pixjax.search.ascent import (
+    AscentResult,
+    AscentSettings,
+    fooling_ascent,
+    make_ascent,
+    settings_grid,
+)
+from pixjax.search.cppn import CPPNGenome, CPPNSettings, cppn_encoding, render
 from pixjax.search.direct import DirectSettings, direct_encoding
 from pixjax.search.evolve import (
     Encoding,
+    SearchRun,
     SearchState,
+    first_reaching,
     init_state,
     make_generation,
     render_population,
+    search,
 )
 from pixjax.search.map_elites import (
     UPDATE_RULES,
@@ -33,6 +46,18 @@ from pixjax.search.operators import (
 from pixjax.search.targets import target_probs
 
 __all__ = [
+    "AscentResult",
+    "AscentSettings",
+    "fooling_ascent",
+    "make_ascent",
+    "settings_grid",
+    "CPPNGenome",
+    "CPPNSettings",
+    "cppn_encoding",
+    "render",
+    "SearchRun",
+    "first_reaching",
+    "search",
     "DirectSettings",
     "direct_encoding",
     "Encoding",
