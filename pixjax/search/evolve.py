@@ -92,12 +92,37 @@ def _concat(a: Genome, b: Genome) -> Genome:
     return jax.tree_util.tree_map(lambda x, y: jnp.concatenate([x, y]), a, b)
 
 
-def _constrain(tree: Any, sharding: Any) -> Any:
+def _scorer(encoding: Encoding, probs_fn: ProbsFn, sharding: Any) -> Callable:
+    """``genomes [P, ...] -> probs [P, C]``: render and score the population. With a
+    ``NamedSharding`` the rendering and the target run under ``shard_map``, each device
+    on its block of the population; the variation stays replicated, so the genomes
+    are bit-identical to a 1-device run's (only the probabilities may differ by the
+    float rounding of a smaller per-device batch)."""
+
+    def score(genomes):
+        return probs_fn(render_population(encoding, genomes))
+
     if sharding is None:
-        return tree
-    return jax.tree_util.tree_map(
-        lambda a: jax.lax.with_sharding_constraint(a, sharding), tree
+        return score
+    sharded = jax.shard_map(
+        score,
+        mesh=sharding.mesh,
+        in_specs=sharding.spec,
+        out_specs=sharding.spec,
+        check_vma=False,  # per-example code; loops inside (the CPPN) need not track it
     )
+    whole = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+
+    def replicated_then_sharded(genomes):
+        # pin the genomes (and so their variation) to full, replicated arrays: left
+        # free, XLA would split the variation too, and its transcendental functions
+        # round differently on other shapes
+        genomes = jax.tree_util.tree_map(
+            lambda a: jax.lax.with_sharding_constraint(a, whole), genomes
+        )
+        return sharded(genomes)
+
+    return replicated_then_sharded
 
 
 def render_population(encoding: Encoding, genomes: Genome) -> jax.Array:
@@ -136,10 +161,8 @@ def init_state(
 
     @jax.jit
     def first(key):
-        genomes = _constrain(
-            jax.vmap(encoding.init)(jax.random.split(key, pop_size)), sharding
-        )
-        probs = probs_fn(render_population(encoding, genomes))
+        genomes = jax.vmap(encoding.init)(jax.random.split(key, pop_size))
+        probs = _scorer(encoding, probs_fn, sharding)(genomes)
         return add(archive, genomes, probs, rule)
 
     return SearchState(first(key), jnp.int32(0))
@@ -167,6 +190,7 @@ def make_generation(
     """
     check_population(pop_size, rule)
     pairs = pop_size // 2
+    score = _scorer(encoding, probs_fn, sharding)
 
     def step(state: SearchState, key: PRNGKey):
         keys = purpose_keys(
@@ -179,8 +203,8 @@ def make_generation(
         c1, c2 = jax.vmap(encoding.vary, in_axes=(0, 0, 0, None))(
             jax.random.split(keys["vary"], pairs), a, b, state.generation
         )
-        children = _constrain(_concat(c1, c2), sharding)
-        probs = probs_fn(render_population(encoding, children))
+        children = _concat(c1, c2)
+        probs = score(children)
         archive = add(archive, children, probs, rule)
         return SearchState(archive, state.generation + 1), {"fitness": archive.fitness}
 
