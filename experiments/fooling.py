@@ -66,6 +66,7 @@ class Net:
     module: Any
     variables: Any
     logits_fn: Callable[[jax.Array], jax.Array]
+    probs: Callable[[jax.Array], jax.Array]  # its softmax (one object: compiled once)
     num_classes: int
     meta: dict[str, Any]
 
@@ -106,7 +107,7 @@ def _load_net(spec: str, image_shape, field: str) -> Net:
     module, variables, meta = common.load_checkpoint(arch, checkpoint, image_shape)
     fn = models.logits_fn(module, variables)
     n = models.num_logits(module.apply, variables, image_shape)
-    return Net(spec, module, variables, fn, n, meta)
+    return Net(spec, module, variables, fn, target_probs(fn), n, meta)
 
 
 def _check_choice(name: str, value: Any, allowed) -> None:
@@ -311,7 +312,11 @@ class _Clock:
 
     def __init__(self) -> None:
         self.start = time.perf_counter()
+        self.initial: float | None = None  # the initial population scored
         self.chunks: list[tuple[int, int, float]] = []  # (first gen, last gen, t)
+
+    def started(self, state: Any) -> None:
+        self.initial = time.perf_counter() - self.start
 
     def __call__(self, first: int, state: Any, metrics: dict) -> None:
         n = len(next(iter(metrics.values())))
@@ -320,15 +325,15 @@ class _Clock:
     def seconds_at(self, generation: int) -> float | None:
         """Seconds from the start until ``generation`` was done (interpolated in its
         chunk); ``None`` for a generation restored from a checkpoint."""
-        prev_t = 0.0
+        if generation == 0:
+            return self.initial
+        if not self.chunks or self.chunks[0][0] != 1:
+            return None  # resumed: the generations before were timed elsewhere
+        prev_t = self.initial or 0.0
         for lo, hi, t in self.chunks:
             if lo <= generation <= hi:
-                if lo == self.chunks[0][0] and lo != 1:
-                    return None  # resumed: the run's start was not timed
                 return prev_t + (generation - lo + 1) / (hi - lo + 1) * (t - prev_t)
             prev_t = t
-        if generation == 0 and self.chunks and self.chunks[0][0] == 1:
-            return 0.0
         return None
 
 
@@ -336,9 +341,14 @@ def _curve_rows(generations: int, chunk: int) -> list[int]:
     return sorted({0, *range(chunk, generations, chunk), generations})
 
 
+@functools.lru_cache(maxsize=16)
+def _jitted(fn: Callable) -> Callable:
+    return jax.jit(fn)
+
+
 def _own_class(probs_fn, images: np.ndarray) -> np.ndarray:
     """``[cells]``: the probability of cell k's class for image k (one jitted call)."""
-    p = np.asarray(jax.jit(probs_fn)(jnp.asarray(images, jnp.float32)))
+    p = np.asarray(_jitted(probs_fn)(jnp.asarray(images, jnp.float32)))
     return p[np.arange(len(images)), np.arange(len(images))]
 
 
@@ -347,8 +357,13 @@ def _quantised_confidence(probs_fn, images: np.ndarray) -> np.ndarray:
     return _own_class(probs_fn, data.to_float(common.float_to_uint8(images)))
 
 
+@functools.lru_cache(maxsize=16)
+def _renderer(encoding: Encoding) -> Callable:
+    return jax.jit(functools.partial(render_population, encoding))
+
+
 def _render(encoding: Encoding, genomes: Any) -> np.ndarray:
-    return np.asarray(jax.jit(functools.partial(render_population, encoding))(genomes))
+    return np.asarray(_renderer(encoding)(genomes))
 
 
 def _evolve(
@@ -384,6 +399,7 @@ def _evolve(
         chunk_size=config.chunk_size,
         checkpoint_dir=run_dir / SEARCH_DIR / tag,
         on_chunk=on_chunk,
+        on_start=clock.started,
         sharding=setup.population_sharding,
         desc=tag,
         progress=config.progress,
@@ -419,7 +435,7 @@ def _encoding_study(
     config: Config, setup: Setup, name: str, key: jax.Array, run_dir: pathlib.Path
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """``runs`` independent runs of one encoding against the target."""
-    probs = target_probs(setup.target.logits_fn)
+    probs = setup.target.probs
     c = setup.target.num_classes
     generations = config.generations if name == "direct" else config.cppn_generations
     runs = [
@@ -509,7 +525,7 @@ def _ascent_study(config: Config, setup: Setup, key: jax.Array) -> dict[str, Any
     best = np.argmax(final, axis=0)  # per class, the best setting
     shown = min(c, config.examples)
     images = np.asarray(out.images)[best[:shown], np.arange(shown)]
-    probs = target_probs(setup.target.logits_fn)
+    probs = setup.target.probs
     return {
         "steps": config.ascent_steps,
         "settings": labels,
@@ -529,7 +545,7 @@ def _ascent_study(config: Config, setup: Setup, key: jax.Array) -> dict[str, Any
 
 def _score_elites(net: Net, images: np.ndarray) -> np.ndarray:
     """``[cells]``: net's probability of cell k's class for elite k."""
-    return _own_class(target_probs(net.logits_fn), images)
+    return _own_class(net.probs, images)
 
 
 def _transfer_study(
@@ -551,7 +567,7 @@ def _transfer_study(
                 config,
                 setup,
                 "direct",
-                target_probs(net.logits_fn),
+                net.probs,
                 c,
                 jax.random.fold_in(key, i),
                 config.generations,
@@ -922,6 +938,22 @@ def _fmt_opt(value: float | int | None, digits: int = 1) -> str:
     return str(value) if isinstance(value, int) else f"{value:.{digits}f}"
 
 
+def _eight_bit_line(before: list, after: list, threshold: float) -> str:
+    """How the elites fare when saved as 8-bit images (what a user would feed the
+    network from a PNG)."""
+    was = [
+        a
+        for b, a in zip(before, after, strict=True)
+        if b is not None and b >= threshold
+    ]
+    kept = sum(a is not None and a >= threshold for a in was)
+    return (
+        f"Saved as 8-bit images, {kept} of the {len(was)} elites at the threshold stay "
+        f"at it (median confidence after saving "
+        f"{_fmt_conf(float(np.median([a for a in after if a is not None])))}%)."
+    )
+
+
 def report(doc: dict[str, Any]) -> str:
     meta = doc["metadata"]
     config = meta["config"]
@@ -990,9 +1022,14 @@ def report(doc: dict[str, Any]) -> str:
                     else "not reached"
                 )
                 for i, r in enumerate(runs)
+            )
+            + ".",
+            "",
+            _eight_bit_line(
+                [p for r in runs for p in r["final"]],
+                [p for r in runs for p in r["confidence_8bit"]],
+                thr,
             ),
-            f"; the elites saved as 8-bit images keep a median confidence of "
-            f"{_fmt_conf(float(np.median([r['confidence_8bit'] for r in runs])))}%.",
             "",
             f"![{study} elites](elites_{study}.png)",
             "",
@@ -1031,8 +1068,7 @@ def report(doc: dict[str, Any]) -> str:
                 rows,
             ),
             "",
-            "Saved as 8-bit images, the best image per class keeps a median "
-            f"confidence of {_fmt_conf(float(np.median(a['confidence_8bit'])))}%.",
+            _eight_bit_line(a["elite_confidence"], a["confidence_8bit"], thr),
             "",
             "![ascent elites](elites_ascent.png)",
             "",

@@ -39,13 +39,44 @@ def _untimed(v):
     return v
 
 
-def test_direct_transfer_ensemble_and_resume(tmp_path):
+def _report_rebuilds(wd, capsys):
+    """`pixjax report` writes the same report from results.json alone."""
+    report = (wd / "report.md").read_bytes()
+    (wd / "report.md").unlink()
+    assert cli.main(["report", str(wd)]) == 0
+    assert (wd / "report.md").read_bytes() == report
+    capsys.readouterr()
+
+
+def test_transfer_and_ensemble(tmp_path, capsys):
     wd = tmp_path / "run"
-    studies = "studies=direct,transfer,ensemble"
-    assert _run(wd, studies) == 0
+    assert _run(wd, "studies=direct,transfer,ensemble", "runs=1") == 0
+    s = _results(wd)["studies"]
+    # transfer: the target plus the other nets, scored by each: a square matrix whose
+    # diagonal (the net the elites were evolved on) scores them highest
+    t = s["transfer"]
+    m = np.array(t["median_confidence"])
+    assert m.shape == (2, 2) and t["nets"] == [
+        "lenet5:lenet5-mnist",
+        "lenet5:lenet5-mnist-seed1",
+    ]
+    assert np.all(np.diag(m) >= m.max(axis=0) - 1e-6)
+    # the target's row reuses the direct study's elites (1 run x 10 classes)
+    assert t["elites_per_source"] == [10, 10]
+    e = s["ensemble"]
+    members = np.array(e["member_confidence"])  # [nets, C]: the mean is the target
+    np.testing.assert_allclose(members.mean(axis=0), np.array(e["final"]), atol=1e-5)
+    assert e["classes_reached"] == sum(p >= 0.9999 for p in e["final"])
+    text = (wd / "report.md").read_text()
+    assert "## Transfer" in text and "## Ensemble target" in text
+    _report_rebuilds(wd, capsys)
+
+
+def test_direct_search_results_and_resume(tmp_path):
+    wd = tmp_path / "run"
+    assert _run(wd, "studies=direct") == 0
     doc = _results(wd)
-    s = doc["studies"]
-    d = s["direct"]
+    d = doc["studies"]["direct"]
     assert len(d["runs"]) == 2 and len(d["per_class"]) == 10
     for run in d["runs"]:
         curve = np.array(run["curve"], float)  # [K, 10]: never worse
@@ -54,29 +85,27 @@ def test_direct_transfer_ensemble_and_resume(tmp_path):
         first = np.array(run["first_generation"])
         reached = np.array(run["final"]) >= doc["threshold"]
         np.testing.assert_array_equal(first >= 0, reached)
-    # transfer: the target plus the other nets, scored by each: a square matrix whose
-    # diagonal (the net the elites were evolved on) scores them highest
-    t = s["transfer"]
-    m = np.array(t["median_confidence"])
-    assert m.shape == (2, 2) and t["nets"][0] == "lenet5:lenet5-mnist"
-    assert np.all(np.diag(m) >= m.max(axis=0) - 1e-6)
-    e = s["ensemble"]
-    ens = np.array(e["final"])
-    members = np.array(e["member_confidence"])  # [nets, C]
-    np.testing.assert_allclose(members.mean(axis=0), ens, atol=1e-5)
+        timed = [t for g, t in zip(first, run["seconds_to"], strict=True) if g >= 0]
+        assert all(t is not None and t >= 0 for t in timed)
     for name in ("results.csv", "report.md", "curves.png", "elites_direct.png"):
         assert (wd / name).is_file()
     # a run killed between chunks: drop the newest archive checkpoint of one search,
     # rerun the same command -> it resumes and ends with the same numbers
     _drop_newest_checkpoint(wd / "search" / "direct-run1")
     (wd / "results.json").unlink()
-    assert _run(wd, studies) == 0
-    assert _untimed(_results(wd)["studies"]) == _untimed(s)
+    assert _run(wd, "studies=direct") == 0
+    again = _results(wd)["studies"]
+    assert _untimed(again) == _untimed(doc["studies"])
+    # the resumed runs' seconds are not made up: generations restored from a
+    # checkpoint were timed by another process
+    for run in again["direct"]["runs"]:
+        for g, t in zip(run["first_generation"], run["seconds_to"], strict=True):
+            assert t is None or g == 0
 
 
-def test_retrain_with_a_fooling_class_and_resume(tmp_path):
+def test_retrain_with_a_fooling_class_and_resume(tmp_path, capsys):
     wd = tmp_path / "run"
-    overrides = ("studies=retrain", "threshold=0.99", "generations=20")
+    overrides = ("studies=retrain", "threshold=0.99")
     assert _run(wd, *overrides) == 0
     rt = _results(wd)["studies"]["retrain"]
     rounds = rt["rounds"]
@@ -89,6 +118,7 @@ def test_retrain_with_a_fooling_class_and_resume(tmp_path):
     (wd / "results.json").unlink()
     assert _run(wd, *overrides) == 0
     assert _untimed(_results(wd)["studies"]) == _untimed({"retrain": rt})
+    _report_rebuilds(wd, capsys)
 
 
 @pytest.mark.parametrize(
@@ -104,8 +134,13 @@ def test_retrain_with_a_fooling_class_and_resume(tmp_path):
         ("threshold=1.5", "threshold: expected a probability"),
         ("generations=0", "generations: expected a positive"),
         ("runs=0", "runs: expected a positive"),
-        ("transfer_models=lenet5", "transfer_models: expected ARCH:CHECKPOINT"),
-        ("ensemble_models=lenet5:nowhere", "does not exist"),
+        ("studies=transfer transfer_models=lenet5", "expected ARCH:CHECKPOINT"),
+        ("studies=ensemble ensemble_models=lenet5:nowhere", "does not exist"),
+        ("studies=transfer transfer_models=rbm_lr:lenet5-mnist", "rbm_lr"),
+        ("studies=retrain model=rbm_lr checkpoint=rbm-lr-mnist", "retrain trains"),
+        ("cppn_max_nodes=4", "max_nodes"),
+        ("ascent_decays=1.5", "decay"),
+        ("ascent_steps=0", "ascent_steps: expected a positive"),
         ("model=rbm_lr", "checkpoint"),
         ("render_scale=0", "render_scale: expected a positive"),
     ],
@@ -113,7 +148,7 @@ def test_retrain_with_a_fooling_class_and_resume(tmp_path):
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, override, message):
     wd = tmp_path / "run"
     capsys.readouterr()
-    assert _run(wd, override) == 2
+    assert _run(wd, *override.split()) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("pixjax: error: "), err
     assert message in err[0], err[0]
@@ -174,7 +209,8 @@ def test_same_key_same_archive_on_1_and_8_devices():
 def test_a_zoo_model_on_random_weights_is_a_colour_target(tmp_path):
     """An ImageNet-layout model (SqueezeNet 1.1, 224 x 224 x 3, random weights saved
     as a model directory, as `pixjax convert` writes one): direct and CPPN (HSL)
-    searches and gradient ascent run on it without a dataset."""
+    searches run on it without a dataset (the ascent on colour images:
+    tests/test_search_ascent.py)."""
     import jax
 
     from pixjax import checkpoints, models
@@ -197,15 +233,12 @@ def test_a_zoo_model_on_random_weights_is_a_colour_target(tmp_path):
             "model=squeezenet1_1",
             f"checkpoint={tmp_path / 'sq'}",
             "dataset=none",
-            "studies=direct,cppn,ascent",
+            "studies=direct,cppn",
             "runs=1",
             "pop_size=4",
             "generations=2",
             "cppn_generations=2",
             "chunk_size=2",
-            "ascent_steps=3",
-            "ascent_decays=0.01",
-            "ascent_blur_sigmas=0.5",
             "render_scale=1",
         )
         == 0
@@ -215,7 +248,7 @@ def test_a_zoo_model_on_random_weights_is_a_colour_target(tmp_path):
     assert doc["clean_accuracy"] is None
     from pixjax.experiments import common
 
-    for study in ("direct", "cppn", "ascent"):
+    for study in ("direct", "cppn"):
         elites = common.unpack_uint8(doc["studies"][study]["elites"])
         assert elites.shape == (4, 224, 224, 3), study
     # colour CPPNs: the three channels differ (HSL -> RGB), not a grey image

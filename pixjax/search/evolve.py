@@ -17,6 +17,7 @@ or an ensemble.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -157,15 +158,23 @@ def init_state(
       ValueError: a bad ``pop_size``, ``rule`` or ``num_cells``.
     """
     check_population(pop_size, rule)
-    archive = empty_archive(encoding.init(key), num_cells)
+    empty_archive(jnp.zeros(()), num_cells)  # checks num_cells
+    first = _initial_fn(encoding, probs_fn, pop_size, num_cells, rule, sharding)
+    return SearchState(first(key), jnp.int32(0))
 
+
+# One compiled function per (encoding, target, sizes): independent runs of a study
+# reuse the compilation (the functions are hashable; the caches hold a few).
+@functools.lru_cache(maxsize=16)
+def _initial_fn(encoding, probs_fn, pop_size, num_cells, rule, sharding):
     @jax.jit
     def first(key):
         genomes = jax.vmap(encoding.init)(jax.random.split(key, pop_size))
+        archive = empty_archive(encoding.init(key), num_cells)
         probs = _scorer(encoding, probs_fn, sharding)(genomes)
         return add(archive, genomes, probs, rule)
 
-    return SearchState(first(key), jnp.int32(0))
+    return first
 
 
 def make_generation(
@@ -189,6 +198,11 @@ def make_generation(
       ValueError: a bad ``pop_size`` or ``rule`` (:func:`check_population`).
     """
     check_population(pop_size, rule)
+    return _generation_fn(encoding, probs_fn, pop_size, rule, sharding)
+
+
+@functools.lru_cache(maxsize=16)
+def _generation_fn(encoding, probs_fn, pop_size, rule, sharding):
     pairs = pop_size // 2
     score = _scorer(encoding, probs_fn, sharding)
 
@@ -237,6 +251,7 @@ def search(
     chunk_size: int = 50,
     checkpoint_dir: str | os.PathLike | None = None,
     on_chunk: Callable[[int, SearchState, dict], None] | None = None,
+    on_start: Callable[[SearchState], None] | None = None,
     sharding: Any = None,
     loop: str = "scan",
     desc: str = "search",
@@ -249,7 +264,8 @@ def search(
 
     ``key`` is split by purpose: ``"init"`` (the initial population) and
     ``"generations"`` (generation ``g`` folds ``g`` into it). ``on_chunk(first,
-    state, metrics)`` is called after every computed chunk (not for restored ones).
+    state, metrics)`` is called after every computed chunk (not for restored ones),
+    ``on_start(state)`` once the initial population is scored.
 
     Raises:
       ValueError: a bad ``pop_size``, ``rule``, ``num_cells``, ``generations`` or
@@ -266,6 +282,8 @@ def search(
         rule=rule,
         sharding=sharding,
     )
+    if on_start is not None:
+        on_start(jax.block_until_ready(state))
     step = make_generation(
         encoding, probs_fn, pop_size=pop_size, rule=rule, sharding=sharding
     )
