@@ -254,3 +254,24 @@ def test_a_zoo_model_on_random_weights_is_a_colour_target(tmp_path):
     # colour CPPNs: the three channels differ (HSL -> RGB), not a grey image
     cppn = common.unpack_uint8(doc["studies"]["cppn"]["elites"]).astype(int)
     assert np.abs(cppn[..., 0] - cppn[..., 1]).max() > 0
+
+
+def test_the_second_shipped_lenet5_is_what_its_metadata_says(mnist_test):
+    """checkpoints/lenet5-mnist-seed1: the shipped recipe from seed 1 (the transfer
+    study's "same architecture, other seed"), with its accuracy measured here."""
+    from pixjax.evaluation import accuracy
+    from pixjax.experiments import common
+
+    assert "lenet5-mnist-seed1" in common.shipped_checkpoints()
+    module, variables, meta = common.load_checkpoint(
+        "lenet5", "lenet5-mnist-seed1", (28, 28, 1)
+    )
+    _, v0, meta0 = common.load_checkpoint("lenet5", "lenet5-mnist", (28, 28, 1))
+    assert meta["seed"] == 1 and meta0["seed"] == 0
+    assert {
+        k: v for k, v in meta["config"].items() if k not in ("seed", "progress")
+    } == {k: v for k, v in meta0["config"].items() if k != "seed"}
+    acc = accuracy(module.apply, variables, mnist_test.images, mnist_test.labels)
+    assert acc == meta["test_accuracy"] == pytest.approx(0.982)
+    kernel = lambda v: np.asarray(v["params"]["conv1"]["kernel"])  # noqa: E731
+    assert not np.allclose(kernel(variables), kernel(v0))

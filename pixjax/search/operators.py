@@ -25,14 +25,20 @@ import jax.numpy as jnp
 from pixjax.types import PRNGKey
 
 
+def _power(base: jax.Array, exponent: float | jax.Array) -> jax.Array:
+    """``base ** exponent`` for ``base >= 0`` as ``exp2(exponent * log2(base))``: XLA's
+    CPU ``pow`` is a scalar library call ~3x slower than the two vectorised
+    functions (``benchmarks/bench_fooling.py``); ``0 ** p`` is 0 for ``p > 0``."""
+    return jnp.exp2(exponent * jnp.log2(base))
+
+
 def polynomial_delta(u: jax.Array, eta: float | jax.Array) -> jax.Array:
     """Deb's polynomial-mutation step for uniform draws ``u`` in ``[0, 1)``:
     ``(2u)^(1/(eta+1)) - 1`` for ``u < 0.5``, else ``1 - (2(1-u))^(1/(eta+1))``;
     values in ``(-1, 1)``, of order ``1 / eta``."""
-    p = 1.0 / (eta + 1.0)
-    return jnp.where(
-        u < 0.5, jnp.power(2.0 * u, p) - 1.0, 1.0 - jnp.power(2.0 * (1.0 - u), p)
-    )
+    low = u < 0.5
+    t = _power(jnp.where(low, 2.0 * u, 2.0 * (1.0 - u)), 1.0 / (eta + 1.0))
+    return jnp.where(low, t - 1.0, 1.0 - t)
 
 
 def polynomial_mutation(
@@ -44,6 +50,10 @@ def polynomial_mutation(
 ) -> jax.Array:
     """Mutates each gene with probability ``rate`` by a polynomial step, clipped.
 
+    One uniform draw ``w`` per gene decides both: the gene mutates when ``w < rate``
+    and its step uses ``u = w / rate``, uniform in ``[0, 1)`` given that it mutates
+    (the same distribution as two independent draws, at half the random numbers).
+
     Args:
       key: PRNG key (one per genome).
       genome: float ``[D]`` (any shape) in ``[0, 1]``.
@@ -53,9 +63,10 @@ def polynomial_mutation(
     Returns:
       The mutated genome, same shape and dtype, in ``[0, 1]``.
     """
-    which_key, step_key = jax.random.split(key)
-    mutate = jax.random.uniform(which_key, genome.shape) < rate
-    delta = polynomial_delta(jax.random.uniform(step_key, genome.shape), eta)
+    w = jax.random.uniform(key, genome.shape)
+    mutate = w < rate
+    u = jnp.minimum(w / jnp.maximum(rate, jnp.finfo(jnp.float32).tiny), 1.0)
+    delta = polynomial_delta(u, eta)
     new = jnp.clip(genome + delta.astype(genome.dtype), 0.0, 1.0)
     return jnp.where(mutate, new, genome)
 
@@ -71,12 +82,9 @@ def sbx_children(
     safe = jnp.where(gap > jnp.finfo(jnp.float32).eps, gap, 1.0)
 
     def betaq(beta):
-        alpha = 2.0 - jnp.power(beta, -(eta + 1.0))
-        return jnp.where(
-            u <= 1.0 / alpha,
-            jnp.power(u * alpha, e),
-            jnp.power(1.0 / (2.0 - u * alpha), e),
-        )
+        alpha = 2.0 - _power(beta, -(eta + 1.0))
+        ua = u * alpha
+        return _power(jnp.where(u <= 1.0 / alpha, ua, 1.0 / (2.0 - ua)), e)
 
     lower = 0.5 * ((y1 + y2) - betaq(1.0 + 2.0 * y1 / safe) * safe)
     upper = 0.5 * ((y1 + y2) + betaq(1.0 + 2.0 * (1.0 - y2) / safe) * safe)
@@ -98,7 +106,9 @@ def sbx_crossover(
 
     With probability ``probability`` the pair is crossed gene by gene by SBX (each
     gene's two children assigned to the two offspring by a coin flip); otherwise the
-    children are copies of the parents, in random order.
+    children are copies of the parents, in random order. One uniform draw ``r`` per
+    gene gives both the coin (``r < 0.5``) and SBX's ``u`` (``2r mod 1``, uniform and
+    independent of the coin).
 
     Args:
       key: PRNG key (one per pair).
@@ -109,16 +119,19 @@ def sbx_crossover(
     Returns:
       ``(child_a, child_b)``, same shape and dtype, in ``[0, 1]``.
     """
-    cross_key, u_key, coin_key, swap_key = jax.random.split(key, 4)
+    gene_key, pair_key = jax.random.split(key)
     y1 = jnp.minimum(parent_a, parent_b)
     y2 = jnp.maximum(parent_a, parent_b)
-    lo, hi = sbx_children(jax.random.uniform(u_key, y1.shape), y1, y2, eta)
-    coin = jax.random.bernoulli(coin_key, 0.5, y1.shape)
+    r = jax.random.uniform(gene_key, y1.shape)
+    coin = r < 0.5
+    u = jnp.where(coin, 2.0 * r, 2.0 * r - 1.0)
+    lo, hi = sbx_children(u, y1, y2, eta)
     crossed_a, crossed_b = jnp.where(coin, lo, hi), jnp.where(coin, hi, lo)
-    swap = jax.random.bernoulli(swap_key, 0.5)
+    cross_u, swap_u = jax.random.uniform(pair_key, (2,))
+    swap = swap_u < 0.5
     copy_a = jnp.where(swap, parent_b, parent_a)
     copy_b = jnp.where(swap, parent_a, parent_b)
-    cross = jax.random.uniform(cross_key) < probability
+    cross = cross_u < probability
     child_a = jnp.where(cross, crossed_a, copy_a).astype(parent_a.dtype)
     child_b = jnp.where(cross, crossed_b, copy_b).astype(parent_a.dtype)
     return child_a, child_b
