@@ -918,7 +918,8 @@ def plots(workdir: pathlib.Path, doc: dict[str, Any]) -> list[str]:
                 st["elite_confidence"],
                 names,
                 f"{study}: the same genomes rendered at "
-                f"{doc['metadata']['config']['render_scale']}x the size",
+                f"{doc['metadata']['config']['render_scale']}x the size (confidence: "
+                "at the search's size)",
             )
             files.append(file)
     return files

@@ -259,8 +259,9 @@ def test_a_zoo_model_on_random_weights_is_a_colour_target(tmp_path):
 def test_the_second_shipped_lenet5_is_what_its_metadata_says(mnist_test):
     """checkpoints/lenet5-mnist-seed1: the shipped recipe from seed 1 (the transfer
     study's "same architecture, other seed"), with its accuracy measured here."""
-    from pixjax.evaluation import accuracy
     from pixjax.experiments import common
+
+    from pixjax.evaluation import accuracy
 
     assert "lenet5-mnist-seed1" in common.shipped_checkpoints()
     module, variables, meta = common.load_checkpoint(

@@ -45,7 +45,7 @@ def test_polynomial_delta_is_debs(eta):
     assert np.all(np.abs(got) <= 1.0)
 
 
-@pytest.mark.parametrize("eta", [2.0, 10.0])
+@pytest.mark.parametrize("eta", [2.0, 2.5, 10.0])  # whole eta + 1: integer powers
 def test_sbx_children_are_debs(eta):
     rng = np.random.default_rng(0)
     for _ in range(200):

@@ -81,8 +81,16 @@ def sbx_children(
     gap = y2 - y1
     safe = jnp.where(gap > jnp.finfo(jnp.float32).eps, gap, 1.0)
 
+    whole = isinstance(eta, (int, float)) and float(eta + 1.0).is_integer()
+
     def betaq(beta):
-        alpha = 2.0 - _power(beta, -(eta + 1.0))
+        # beta >= 1; an integer power (eta 10: beta^-11) is a few multiplications
+        inv = (
+            jax.lax.integer_pow(1.0 / beta, int(eta + 1.0))
+            if whole
+            else _power(beta, -(eta + 1.0))
+        )
+        alpha = 2.0 - inv
         ua = u * alpha
         return _power(jnp.where(u <= 1.0 / alpha, ua, 1.0 / (2.0 - ua)), e)
 
