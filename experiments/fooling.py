@@ -16,9 +16,10 @@ Keys: ``key(config.key)`` is split by purpose (:func:`pixjax.keys.purpose_keys`)
 one key per study (``direct``, ``cppn``, ``ascent``, ``transfer``, ``ensemble``,
 ``retrain``); run ``r`` of a study folds ``r`` into its key.
 
-Seconds to the threshold are wall-clock from the start of the run (compilation
-included), interpolated inside the chunk in which the threshold was passed; a chunk
-restored from a checkpoint was not timed (``None``).
+Seconds to the threshold are wall-clock from the start of the run, interpolated inside
+the chunk in which the threshold was passed (the first run of a study includes the
+compilation of its generation; later runs reuse it); a run resumed from a checkpoint
+was not timed (``None``).
 """
 
 from __future__ import annotations
@@ -988,8 +989,9 @@ def report(doc: dict[str, Any]) -> str:
             "",
             f"{st['classes_reached']} of {len(names)} classes reached {100 * thr:g}% in "
             f"every run. Cells: final confidence (%, {SPREAD}), runs that reached the "
-            "threshold, and the median generation / wall seconds (compilation "
-            "included) at which they did.",
+            "threshold, and the median generation / wall seconds from the start of the "
+            "run at which they did (run 0 includes compiling the generation; the "
+            "others reuse it).",
             "",
         ]
         table = [
