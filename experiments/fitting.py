@@ -117,6 +117,41 @@ def fit(
     return final.train, _history(metrics["loss"].reshape(epochs, per_epoch))
 
 
+def check_recipe(config: Any, train: Any, test: Any) -> None:
+    """The checks of :func:`train_classifier`'s settings, read from ``config``
+    (``epochs``-like counts are checked by the caller): ``batch_size`` and
+    ``learning_rate`` positive, ``weight_decay`` >= 0, ``augment_shift`` in ``0 ..
+    image size - 1``, both splits labelled, a batch no larger than the training split.
+
+    Raises:
+      ConfigError: naming the field and the accepted values.
+    """
+    from pixjax.experiments import common
+
+    common.require_positive(config, "batch_size", "learning_rate")
+    if config.weight_decay < 0:
+        raise common.ConfigError(
+            f"weight_decay: expected 0 or more, got {config.weight_decay}"
+        )
+    if config.augment_shift < 0:
+        raise common.ConfigError(
+            f"augment_shift: expected 0 or more pixels, got {config.augment_shift}"
+        )
+    if train.labels is None or test.labels is None:
+        raise common.ConfigError(
+            f"dataset: {train.name!r} has no labels; training needs labelled data"
+        )
+    if config.batch_size > len(train.images):
+        raise common.ConfigError(
+            f"batch_size: expected at most the {len(train.images)} training images, "
+            f"got {config.batch_size}"
+        )
+    if config.augment_shift >= min(train.image_shape[:2]):
+        raise common.ConfigError(
+            f"augment_shift: expected less than the image size {train.image_shape[:2]}"
+        )
+
+
 def train_classifier(
     model: Any,
     images: np.ndarray,

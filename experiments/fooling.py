@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from pixjax.experiments import common, reporting
 from pixjax.experiments.configs.fooling import STUDIES, Config
-from pixjax.experiments.fitting import train_classifier
+from pixjax.experiments.fitting import check_recipe, train_classifier
 
 from pixjax import data, models, sharding
 from pixjax.evaluation import accuracy
@@ -256,15 +256,7 @@ def validate(config: Config) -> Setup:
         if test is None:
             raise common.ConfigError("dataset: retrain needs a labelled dataset")
         train = data.load(config.dataset, "train", limit=config.retrain_limit)
-        if train.labels is None or test.labels is None:
-            raise common.ConfigError(
-                f"dataset: {config.dataset!r} has no labels; retrain needs them"
-            )
-        if config.batch_size > len(train.images):
-            raise common.ConfigError(
-                f"batch_size: expected at most the {len(train.images)} training "
-                f"images, got {config.batch_size}"
-            )
+        check_recipe(config, train, test)
     encodings = _encodings(config, image_shape)
     ascent = None
     if "ascent" in config.studies:

@@ -27,7 +27,7 @@ from typing import Any
 import jax
 from pixjax.experiments import common, reporting
 from pixjax.experiments.configs.train import Config
-from pixjax.experiments.fitting import PURPOSES, train_classifier
+from pixjax.experiments.fitting import PURPOSES, check_recipe, train_classifier
 
 from pixjax import checkpoints, data, models
 from pixjax.evaluation import accuracy
@@ -105,19 +105,7 @@ def validate(config: Config) -> Setup:
         )
     train = data.load(config.dataset, config.train_split, limit=config.limit)
     test = data.load(config.dataset, config.test_split)
-    if train.labels is None or test.labels is None:
-        raise common.ConfigError(
-            f"dataset: {config.dataset!r} has no labels; training needs labelled data"
-        )
-    if config.batch_size > len(train.images):
-        raise common.ConfigError(
-            f"batch_size: expected at most the {len(train.images)} training images, "
-            f"got {config.batch_size}"
-        )
-    if config.augment_shift >= min(train.image_shape[:2]):
-        raise common.ConfigError(
-            f"augment_shift: expected less than the image size {train.image_shape[:2]}"
-        )
+    check_recipe(config, train, test)
     num_classes = num_classes_of(train, test)
     module = models.get_model(config.model, num_classes=num_classes)
     wanted = jax.eval_shape(

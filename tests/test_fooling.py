@@ -138,6 +138,8 @@ def test_retrain_with_a_fooling_class_and_resume(tmp_path, capsys):
         ("studies=ensemble ensemble_models=lenet5:nowhere", "does not exist"),
         ("studies=transfer transfer_models=rbm_lr:lenet5-mnist", "rbm_lr"),
         ("studies=retrain model=rbm_lr checkpoint=rbm-lr-mnist", "retrain trains"),
+        ("studies=retrain weight_decay=-1", "weight_decay: expected 0 or more"),
+        ("studies=retrain augment_shift=28", "augment_shift: expected less than"),
         ("cppn_max_nodes=4", "max_nodes"),
         ("ascent_decays=1.5", "decay"),
         ("ascent_steps=0", "ascent_steps: expected a positive"),
