@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import pathlib
 import time
 from collections.abc import Callable
@@ -105,10 +106,39 @@ def _load_net(spec: str, image_shape, field: str) -> Net:
             f"{field}: expected ARCH:CHECKPOINT entries (e.g. lenet5:lenet5-mnist-seed1), "
             f"got {spec!r}"
         )
-    module, variables, meta = common.load_checkpoint(arch, checkpoint, image_shape)
+    try:
+        module, variables, meta = common.load_checkpoint(arch, checkpoint, image_shape)
+    except (ValueError, FileNotFoundError) as e:
+        if field == "checkpoint":
+            raise
+        raise common.ConfigError(f"{field}: {spec!r}: {e}") from None
     fn = models.logits_fn(module, variables)
     n = models.num_logits(module.apply, variables, image_shape)
     return Net(spec, module, variables, fn, target_probs(fn), n, meta)
+
+
+# the library's argument names -> this config's fields, for error messages
+_FIELDS = {
+    "max_nodes": "cppn_max_nodes",
+    "max_connections": "cppn_max_connections",
+    "decay": "ascent_decays",
+    "blur_sigma": "ascent_blur_sigmas",
+    "blur_every": "ascent_blur_every",
+    "percentile": "ascent_percentiles",
+    "early_progress": "ascent_early_progress",
+    "late_progress": "ascent_late_progress",
+    "steps": "ascent_steps",
+    "limit": "retrain_limit",
+}
+
+
+def _config_error(e: Exception) -> common.ConfigError:
+    """``e`` with the library's argument name replaced by the config field's."""
+    text = str(e)
+    name, sep, rest = text.partition(":")
+    if sep and name in _FIELDS:
+        text = f"{_FIELDS[name]}:{rest}"
+    return common.ConfigError(text)
 
 
 def _check_choice(name: str, value: Any, allowed) -> None:
@@ -143,7 +173,7 @@ def _encodings(config: Config, image_shape) -> dict[str, Encoding]:
                 ),
             )
     except ValueError as e:
-        raise common.ConfigError(str(e)) from None
+        raise _config_error(e) from None
     return out
 
 
@@ -173,6 +203,23 @@ def _ascent_settings(config: Config):
     return settings, labels
 
 
+def _check_memory(config: Config, image_shape) -> None:
+    """Refuses a population whose arrays cannot fit in this machine's memory: a
+    generation holds about 8 copies of the population's images (parents, children,
+    rendered images, temporaries)."""
+    need = 8 * 4 * config.pop_size * int(np.prod(image_shape))
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > have:
+        raise common.ConfigError(
+            f"pop_size: {config.pop_size} images of {tuple(image_shape)} need about "
+            f"{need / 2**30:.0f} GiB per generation, more than this machine's "
+            f"{have / 2**30:.0f} GiB; use a smaller population"
+        )
+
+
 def validate(config: Config) -> Setup:
     """All checks and loading (the nets, the data), before any work or file write."""
     common.require_finite(config)
@@ -199,6 +246,10 @@ def validate(config: Config) -> Setup:
         v = getattr(config, name)
         if not isinstance(v, int) or isinstance(v, bool):
             raise common.ConfigError(f"{name}: expected a positive integer, got {v!r}")
+    if isinstance(config.key, bool) or not 0 <= config.key < 2**63:
+        raise common.ConfigError(
+            f"key: expected an integer in [0, 2**63), got {config.key!r}"
+        )
     if not 0.0 < config.threshold < 1.0:
         raise common.ConfigError(
             f"threshold: expected a probability in (0, 1), got {config.threshold}"
@@ -255,8 +306,12 @@ def validate(config: Config) -> Setup:
             )
         if test is None:
             raise common.ConfigError("dataset: retrain needs a labelled dataset")
-        train = data.load(config.dataset, "train", limit=config.retrain_limit)
+        try:
+            train = data.load(config.dataset, "train", limit=config.retrain_limit)
+        except ValueError as e:
+            raise _config_error(e) from None
         check_recipe(config, train, test)
+    _check_memory(config, image_shape)
     encodings = _encodings(config, image_shape)
     ascent = None
     if "ascent" in config.studies:
@@ -266,7 +321,7 @@ def validate(config: Config) -> Setup:
         try:
             ascent = _ascent_settings(config)
         except ValueError as e:
-            raise common.ConfigError(str(e)) from None
+            raise _config_error(e) from None
     n = jax.device_count()
     pop_sharding = None
     if n > 1 and config.pop_size % n == 0:
@@ -401,6 +456,9 @@ def _evolve(
     first = first_reaching(fitness, config.threshold)
     seconds = [None if g < 0 else clock.seconds_at(int(g)) for g in first]
     images = _render(encoding, result.state.archive.genomes)
+    filled = np.isfinite(fitness[-1])  # an empty cell (argmax rule) has no elite
+    quantised = _quantised_confidence(probs_fn, images)
+    resumed = not clock.chunks or clock.chunks[0][0] != 1
     rows = _curve_rows(generations, config.chunk_size)
     all_reached = int(first.max()) if (first >= 0).all() else -1
     return {
@@ -412,8 +470,11 @@ def _evolve(
         if all_reached < 0
         else clock.seconds_at(all_reached),
         "final": fitness[-1].tolist(),
-        "confidence_8bit": _quantised_confidence(probs_fn, images).tolist(),
-        "seconds": clock.chunks[-1][2] if clock.chunks else None,
+        "confidence_8bit": [
+            float(q) if ok else None for q, ok in zip(quantised, filled, strict=True)
+        ],
+        # wall seconds of the whole run; None when (part of) it ran in another process
+        "seconds": None if resumed else clock.chunks[-1][2],
         "_images": images,
         "_state": result.state,
     }
@@ -982,8 +1043,9 @@ def report(doc: dict[str, Any]) -> str:
             f"{st['classes_reached']} of {len(names)} classes reached {100 * thr:g}% in "
             f"every run. Cells: final confidence (%, {SPREAD}), runs that reached the "
             "threshold, and the median generation / wall seconds from the start of the "
-            "run at which they did (run 0 includes compiling the generation; the "
-            "others reuse it).",
+            "run at which they did (the first run computed in a process includes "
+            "compiling the generation, the others reuse it; a resumed run is not "
+            "timed).",
             "",
         ]
         table = [
@@ -1124,7 +1186,7 @@ def report(doc: dict[str, Any]) -> str:
         rt = studies["retrain"]
         lines += [
             f"## Retraining with a fooling class (class {rt['fooling_class']}; "
-            f"{config['retrain_epochs']} epochs per round, from scratch)",
+            f"{config['retrain_epochs']} epoch(s) per round, from scratch)",
             "",
             "Round r searches against net r (round 0: the target); its fooling images "
             "join the training set of net r + 1 as the extra class. The digits' cells "

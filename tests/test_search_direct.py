@@ -88,3 +88,32 @@ def test_bad_population(target, kwargs, match):
 def test_bad_image_shape(shape):
     with pytest.raises(ValueError, match="image_shape: expected"):
         direct_encoding(shape)
+
+
+def test_a_checkpoint_of_another_search_is_refused(target, tmp_path):
+    """search() resumes only its own run: another population size, rule or target
+    with the same key and checkpoint folder is refused, not silently continued."""
+    from pixjax.search import search
+
+    enc = direct_encoding((28, 28, 1))
+    kw = dict(num_cells=10, generations=4, chunk_size=2)
+    ck = tmp_path / "ck"
+    search(jax.random.key(0), enc, target, pop_size=8, checkpoint_dir=ck, **kw)
+    uniform = lambda x: jax.numpy.full((x.shape[0], 10), 0.1)  # noqa: E731
+    for change in (
+        dict(pop_size=10),
+        dict(pop_size=8, rule="argmax"),
+        dict(pop_size=8, probs_fn=uniform),
+    ):
+        args = {"probs_fn": target, **change}
+        with pytest.raises(ValueError, match="other data"):
+            search(
+                jax.random.key(0),
+                enc,
+                args.pop("probs_fn"),
+                checkpoint_dir=ck,
+                **kw,
+                **args,
+            )
+    again = search(jax.random.key(0), enc, target, pop_size=8, checkpoint_dir=ck, **kw)
+    assert again.fitness.shape == (5, 10)

@@ -227,7 +227,8 @@ def check_settings(settings: AscentSettings) -> dict[str, np.ndarray]:
         if not np.all(ok):
             a = arrays[name]
             raise ValueError(
-                f"{name}: expected {accepted}, got {a[~ok] if a.ndim else a.item()!r}"
+                f"{name}: expected {accepted}, got "
+                f"{a[~ok].tolist() if a.ndim else a.item()!r}"
             )
 
     lr = arrays["learning_rate"]

@@ -269,7 +269,11 @@ def search(
 
     Raises:
       ValueError: a bad ``pop_size``, ``rule``, ``num_cells``, ``generations`` or
-        ``chunk_size``; a ``checkpoint_dir`` of another run (:func:`pixjax.driver.run`).
+        ``chunk_size``; a ``checkpoint_dir`` of another run (:func:`pixjax.driver.run`:
+        another key, number of generations or chunk size, genome shapes, or an
+        initial population scored differently: another target, population size or
+        rule). Variation settings that leave the initial population alone (e.g. the
+        mutation rate) are not recorded: keep them for a resume.
     """
     check_positive_int("generations", generations)
     keys = purpose_keys(key, "init", "generations")
@@ -287,10 +291,18 @@ def search(
     step = make_generation(
         encoding, probs_fn, pop_size=pop_size, rule=rule, sharding=sharding
     )
+    # The run's identity travels in the driver's data, whose fingerprint a checkpoint
+    # must match: the key, and what the initial population scored (another target,
+    # population size, encoding or image size scores it differently) and the rule.
+    data = {
+        "key": keys["generations"],
+        "initial_fitness": state.archive.fitness,
+        "settings": jnp.asarray([pop_size, UPDATE_RULES.index(rule)], jnp.int32),
+    }
     final, metrics = driver.run(
-        step,
+        _keyed(step),
         state,
-        keys["generations"],
+        data,
         num_steps=generations,
         chunk_size=chunk_size,
         checkpoint_dir=checkpoint_dir,
@@ -304,6 +316,13 @@ def search(
         [np.asarray(state.archive.fitness)[None], np.asarray(metrics["fitness"])]
     ).astype(np.float32)
     return SearchRun(final, fitness)
+
+
+@functools.lru_cache(maxsize=16)
+def _keyed(step: Callable) -> Callable:
+    """``step(state, key)`` as a driver step over :func:`search`'s data dict (one
+    object per step: the driver compiles it once)."""
+    return lambda state, data: step(state, data["key"])
 
 
 def first_reaching(fitness: np.ndarray, threshold: float) -> np.ndarray:
