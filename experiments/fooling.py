@@ -198,7 +198,11 @@ def _ascent_settings(config: Config):
         blur_sigma=config.ascent_blur_sigmas,
         percentile=config.ascent_percentiles,
     )
-    labels = [f"decay {d:g}, blur {b:g}, percentile {p:g}" for d, b, p in grid]
+    every = config.ascent_blur_every
+    blur = lambda b: (  # noqa: E731
+        f"blur {b:g} every {every}" if b > 0 and every > 0 else "no blur"
+    )
+    labels = [f"decay {d:g}, {blur(b)}, percentile {p:g}" for d, b, p in grid]
     ascent.check_settings(settings)
     return settings, labels
 
