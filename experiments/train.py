@@ -94,15 +94,7 @@ def validate(config: Config) -> Setup:
     writes)."""
     common.require_finite(config)
     models.get_model(config.model)  # unknown name -> ValueError listing the models
-    common.require_positive(config, "epochs", "batch_size", "learning_rate")
-    if config.weight_decay < 0:
-        raise common.ConfigError(
-            f"weight_decay: expected 0 or more, got {config.weight_decay}"
-        )
-    if config.augment_shift < 0:
-        raise common.ConfigError(
-            f"augment_shift: expected 0 or more pixels, got {config.augment_shift}"
-        )
+    common.require_positive(config, "epochs")
     train = data.load(config.dataset, config.train_split, limit=config.limit)
     test = data.load(config.dataset, config.test_split)
     check_recipe(config, train, test)
