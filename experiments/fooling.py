@@ -188,12 +188,20 @@ def _ascent_settings(config: Config):
         for b in config.ascent_blur_sigmas
         for p in config.ascent_percentiles
     ]
+    base = ascent.AscentSettings(
+        early_progress=config.ascent_early_progress,
+        late_progress=config.ascent_late_progress,
+        blur_every=config.ascent_blur_every,
+    )
+    # each list checked as the user wrote it (the grid below repeats its values)
+    for name, values in (
+        ("decay", config.ascent_decays),
+        ("blur_sigma", config.ascent_blur_sigmas),
+        ("percentile", config.ascent_percentiles),
+    ):
+        ascent.check_settings(base._replace(**{name: np.asarray(values, float)}))
     settings = ascent.settings_grid(
-        ascent.AscentSettings(
-            early_progress=config.ascent_early_progress,
-            late_progress=config.ascent_late_progress,
-            blur_every=config.ascent_blur_every,
-        ),
+        base,
         decay=config.ascent_decays,
         blur_sigma=config.ascent_blur_sigmas,
         percentile=config.ascent_percentiles,
