@@ -1,6 +1,16 @@
-"""Gradient attacks on logits functions (FGSM, iterative FGSM / PGD) and the losses
-they ascend (cross-entropy in log space, Carlini-Wagner margin, DLR)."""
+"""Attacks: gradient attacks on logits functions (FGSM, iterative FGSM / PGD) and the
+losses they ascend (cross-entropy in log space, Carlini-Wagner margin, DLR); the
+few-pixel attack by differential evolution (:mod:`pixjax.attacks.few_pixel`, Su et al.
+2019)."""
 
+from pixjax.attacks.few_pixel import (
+    AttackOutputs,
+    few_pixel_attack,
+    minimal_pixels,
+    pixel_space,
+    preset_settings,
+    recheck,
+)
 from pixjax.attacks.fgsm import (
     NORMS,
     AttackResult,
@@ -26,6 +36,12 @@ from pixjax.attacks.losses import (
 )
 
 __all__ = [
+    "AttackOutputs",
+    "few_pixel_attack",
+    "minimal_pixels",
+    "pixel_space",
+    "preset_settings",
+    "recheck",
     "LOSSES",
     "NORMS",
     "AttackLoss",

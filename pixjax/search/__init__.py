@@ -8,6 +8,8 @@
 * :mod:`~pixjax.search.direct`: the direct encoding;
 * :mod:`~pixjax.search.cppn`: the CPPN encoding (padded genomes, any resolution, HSL);
 * :mod:`~pixjax.search.ascent`: gradient-ascent fooling images;
+* :mod:`~pixjax.search.differential`: differential evolution (the few-pixel attack,
+  :mod:`pixjax.attacks.few_pixel`);
 * :mod:`~pixjax.search.targets`: fitness from a network or an ensemble.
 """
 
@@ -19,6 +21,7 @@ from pixjax.search.ascent import (
     settings_grid,
 )
 from pixjax.search.cppn import CPPNGenome, CPPNSettings, cppn_encoding, render
+from pixjax.search.differential import DEResult, DESettings, minimise
 from pixjax.search.direct import DirectSettings, direct_encoding
 from pixjax.search.evolve import (
     Encoding,
@@ -58,6 +61,9 @@ __all__ = [
     "SearchRun",
     "first_reaching",
     "search",
+    "DEResult",
+    "DESettings",
+    "minimise",
     "DirectSettings",
     "direct_encoding",
     "Encoding",
