@@ -37,6 +37,10 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
         "pixjax.experiments.configs.rbm_nudge",
     ),
     "fooling": ("pixjax.experiments.fooling", "pixjax.experiments.configs.fooling"),
+    "few-pixel-attack": (
+        "pixjax.experiments.few_pixel_attack",
+        "pixjax.experiments.configs.few_pixel_attack",
+    ),
 }
 
 

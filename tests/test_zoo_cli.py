@@ -105,6 +105,21 @@ def test_augment_finetune_on_photos(resnet18_dir, tmp_path):
     assert meta["arch"] == "resnet18" and "batch_stats" in variables
 
 
+def test_few_pixel_attack_on_photos(resnet18_dir, tmp_path):
+    wd = tmp_path / "fp"
+    args = ["run", "few-pixel-attack", "--workdir", str(wd), "--preset", "smoke"]
+    args += ["model=resnet18", f"checkpoint={resnet18_dir}", *PHOTO_RUN, "limit=2"]
+    args += ["pixels=1", "pop_size=8", "iterations=1", "batch_size=1", "random_seeds=0"]
+    assert cli.main(args) == 0
+    res = json.loads((wd / "results.json").read_text())
+    assert res["attacked"] == 2 and res["clean_accuracy"] == 1.0
+    (row,) = res["per_k"]
+    # 8 candidates, the initial population and at most one generation, per photo
+    assert 2 * 8 <= row["queries_total"] <= 2 * 16
+    assert len(res["class_names"]) == 1000
+    assert (wd / "results.json").stat().st_size < 200_000
+
+
 @pytest.mark.parametrize("arch", ["alexnet", "vgg11", "densenet121", "squeezenet1_1"])
 def test_main_job_runs_one_model_per_family(arch, tmp_path):
     """ResNet is covered above; random weights suffice to run the whole pipeline."""
