@@ -531,7 +531,7 @@ def report(doc: dict[str, Any]) -> str:
         "## Success rate per k",
         "",
         f"Fooled = the attack found pixels that {what} (Wilson 95%). Random = the flip "
-        f"rate of k random pixel changes (values 0..255, same positions allowed) on "
+        f"rate of k random pixel changes (k distinct positions, values 0..255) on "
         f"the same correctly classified images: mean over {len(config['random_seeds'])} "
         "seeds, pooled Wilson 95%, spread as sample sd (ddof=1).",
         "",

@@ -191,3 +191,18 @@ def test_png_bytes_in_results_are_the_written_files(smoke_run):
     stem = f"k{g['pixels']}_{g['image'][0]:05d}_{g['label'][0]}to{g['new_class'][0]}"
     png = np.asarray(Image.open(wd / "fooled" / f"{stem}.png")).reshape(adv[0].shape)
     np.testing.assert_array_equal(png, adv[0])
+
+
+def test_targeted_every_other_class(tmp_path):
+    wd = tmp_path / "all"
+    args = ["run", "few-pixel-attack", "--workdir", str(wd), "--preset", "smoke"]
+    args += ["targets=all", "pixels=1", "limit=3", "pop_size=8", "iterations=2"]
+    assert cli.main([*args, "random_seeds=0"]) == 0
+    doc = json.loads((wd / "results.json").read_text())
+    assert doc["problems"] == 27 and doc["attacked"] == 27  # 3 digits x 9 targets
+    pairs = {(r["image"], r["target"]) for r in doc["per_image"]}
+    assert len(pairs) == 27
+    assert all(r["target"] != r["label"] for r in doc["per_image"])
+    assert {t for i, t in pairs if i == 0} == set(range(10)) - {
+        doc["per_image"][0]["label"]
+    }
