@@ -499,7 +499,8 @@ def few_pixel_attack(
         (:func:`check_settings`: population < 4, F outside (0, 2], CR outside
         [0, 1], iterations <= 0, ...), ``targets`` (:func:`check_targets`),
         ``batch_size`` or ``chunk_size``, before any work; a ``checkpoint_dir`` of
-        another run.
+        another run (another key, images, labels, targets, batch size, settings,
+        ``k`` or region, or another model: its probabilities on the first batch).
     """
     if (
         not (
@@ -534,7 +535,26 @@ def few_pixel_attack(
         a = np.concatenate([a, np.full((pad, *a.shape[1:]), fill, a.dtype)])
         return a.reshape(nb, b, *a.shape[1:])
 
+    # The run's identity, which a checkpoint in checkpoint_dir must match (the
+    # driver's fingerprint of ``data``): besides the key and the images, the search
+    # settings and the model's probabilities on the first batch (another model).
+    identity = np.array(
+        [
+            settings.pop_size,
+            settings.iterations,
+            settings.F,
+            -1.0 if settings.F_max is None else settings.F_max,
+            settings.CR,
+            differential.STRATEGIES.index(settings.strategy),
+            INITS.index(settings.init),
+            space.pixels,
+            *space.region,
+        ],
+        np.float64,
+    )
     data = {
+        "settings": identity,
+        "model": np.asarray(_probs_fn_jit(probs_fn)(to_float(jnp.asarray(images[:b])))),
         "key": key,
         "index": blocks(np.arange(n, dtype=np.int32)),
         "images": blocks(images),
@@ -588,6 +608,11 @@ def png_round_trip(images: np.ndarray) -> np.ndarray:
         back = np.asarray(Image.open(buf))
         out.append(back.reshape(im.shape))
     return np.stack(out) if out else np.asarray(images, np.uint8)
+
+
+@functools.lru_cache(maxsize=16)
+def _probs_fn_jit(probs_fn: ProbsFn) -> Callable:
+    return jax.jit(probs_fn)
 
 
 @functools.lru_cache(maxsize=16)

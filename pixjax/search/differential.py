@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from pixjax.keys import purpose_keys
 from pixjax.types import PRNGKey
@@ -70,7 +71,13 @@ class DESettings(NamedTuple):
 
 
 def _is_number(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool)
+    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(
+        x, bool | np.bool_
+    )
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int | np.integer) and not isinstance(x, bool | np.bool_)
 
 
 def check_settings(settings: DESettings) -> DESettings:
@@ -85,20 +92,12 @@ def check_settings(settings: DESettings) -> DESettings:
     if not isinstance(settings, DESettings):
         raise ValueError(f"settings: expected a DESettings, got {settings!r}")
     s = settings
-    if (
-        isinstance(s.pop_size, bool)
-        or not isinstance(s.pop_size, int)
-        or s.pop_size < 4
-    ):
+    if not _is_int(s.pop_size) or s.pop_size < 4:
         raise ValueError(
             f"pop_size: expected an integer >= 4 (rand/1 mutation needs three other "
             f"candidates), got {s.pop_size!r}"
         )
-    if (
-        isinstance(s.iterations, bool)
-        or not isinstance(s.iterations, int)
-        or s.iterations < 1
-    ):
+    if not _is_int(s.iterations) or s.iterations < 1:
         raise ValueError(
             f"iterations: expected a positive integer, got {s.iterations!r}"
         )
@@ -120,6 +119,8 @@ def check_settings(settings: DESettings) -> DESettings:
     if s.init not in INITS:
         raise ValueError(f"init: expected one of {list(INITS)}, got {s.init!r}")
     return s._replace(
+        pop_size=int(s.pop_size),
+        iterations=int(s.iterations),
         F=float(s.F),
         F_max=None if s.F_max is None else float(s.F_max),
         CR=float(s.CR),
