@@ -166,6 +166,18 @@ def load_checkpoint(
     return module, variables, meta
 
 
+def class_names(
+    dataset_names: Any, meta: dict[str, Any], num_classes: int
+) -> list[str]:
+    """The names of a model's classes: the dataset's, else the checkpoint metadata's,
+    else ``"0" .. "num_classes - 1"`` (also when the count does not match)."""
+    names = [str(c) for c in (dataset_names or ())]
+    names = names or [str(c) for c in meta.get("class_names", [])]
+    if len(names) != num_classes:
+        names = [str(c) for c in range(num_classes)]
+    return names
+
+
 def pack_uint8(images: Any) -> dict[str, Any]:
     """A uint8 array as a compact JSON value for ``results.json``: ``{"dtype":
     "uint8", "shape": [...], "base64": "..."}`` (the raw bytes, C order). Used for the
@@ -689,6 +701,7 @@ def _default(o: Any) -> Any:
 
 __all__ = [
     "ConfigError",
+    "class_names",
     "DEFAULT_CHECKPOINT",
     "apply_overrides",
     "float_to_uint8",

@@ -187,7 +187,9 @@ def compute(
             images=int(len(ds.images)),
             compute_seconds=time.perf_counter() - t0,
         ),
-        "class_names": _class_names(setup),
+        "class_names": common.class_names(
+            setup.dataset.class_names, setup.meta, setup.num_classes
+        ),
         "targets": config.targets,
         "settings": {
             str(k): dict(setup.settings[k]._asdict()) for k in sorted(setup.settings)
@@ -202,14 +204,6 @@ def compute(
         "per_image": _per_image(image, target, row_labels, outcomes, score),
         "fooled": _fooled(config, image, row_labels, row_images, outcomes),
     }
-
-
-def _class_names(setup: Setup) -> list[str]:
-    names = [str(c) for c in setup.dataset.class_names]
-    names = names or [str(c) for c in setup.meta.get("class_names", [])]
-    if len(names) != setup.num_classes:
-        names = [str(c) for c in range(setup.num_classes)]
-    return names
 
 
 def _k_summary(k, setup, out, confirmed, labels, seconds) -> dict[str, Any]:

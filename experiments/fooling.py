@@ -282,10 +282,9 @@ def validate(config: Config) -> Setup:
         meta = _metadata_of(config.checkpoint)
         image_shape = tuple(meta["input_shape"])
     target = _load_net(f"{config.model}:{config.checkpoint}", image_shape, "checkpoint")
-    names = [str(c) for c in (test.class_names if test is not None else ())]
-    names = names or [str(c) for c in target.meta.get("class_names", [])]
-    if len(names) != target.num_classes:
-        names = [str(c) for c in range(target.num_classes)]
+    names = common.class_names(
+        test.class_names if test is not None else (), target.meta, target.num_classes
+    )
     if test is not None and test.labels is not None:
         try:
             data.check_labels(test.labels, target.num_classes)
