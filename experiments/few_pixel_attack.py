@@ -57,8 +57,8 @@ def _settings(config: Config, space: fp.PixelSpace) -> DESettings:
     changes = {
         f: getattr(config, f) for f in OVERRIDES if getattr(config, f) is not None
     }
-    if "F" in changes and "F_max" not in changes and s.F_max is not None:
-        changes["F_max"] = max(s.F_max, changes["F"])  # keep the dither range valid
+    if "F" in changes and "F_max" not in changes:
+        changes["F_max"] = None  # F alone: a constant mutation factor
     return fp.check_settings(s._replace(**changes))
 
 
@@ -67,6 +67,8 @@ def validate(config: Config) -> Setup:
     common.require_finite(config)
     common.require_nonempty(config, "pixels", "random_seeds")
     common.require_positive(config, "batch_size", "chunk_size")
+    if config.images_per_call is not None:
+        common.require_positive(config, "images_per_call")
     if config.targets not in TARGETS:
         raise common.ConfigError(
             f"targets: expected one of {list(TARGETS)}, got {config.targets!r}"
@@ -152,6 +154,7 @@ def compute(
     per_k, outcomes = [], {}
     for k in sorted(config.pixels):
         t_k = time.perf_counter()
+        computed = []  # the queries of the batches this process computed (not restored)
         out = fp.few_pixel_attack(
             purpose_key(keys["attack"], f"pixels={k}"),
             setup.probs_fn,
@@ -162,17 +165,26 @@ def compute(
             targets=targets,
             region=config.region,
             batch_size=config.batch_size,
+            images_per_call=config.images_per_call,
             checkpoint_dir=pathlib.Path(run_dir) / ATTACK_DIR / f"k{k}",
             chunk_size=config.chunk_size,
             progress=config.progress,
             desc=f"{k}-pixel attack",
+            on_chunk=lambda first, state, o, into=computed: into.append(
+                int(o.queries.sum())
+            ),
         )
         seconds = time.perf_counter() - t_k
         confirmed, reloaded = fp.recheck(
             setup.probs_fn, row_images, out, row_labels, targets
         )
         outcomes[k] = (out, confirmed, reloaded)
-        per_k.append(_k_summary(k, setup, out, confirmed, row_labels, seconds))
+        timing = {
+            "seconds": seconds,
+            "queries_computed": sum(computed),
+            "resumed": sum(computed) != int(out.queries.sum()),
+        }
+        per_k.append(_k_summary(k, setup, out, confirmed, row_labels, timing))
     score = fp.minimal_pixels({k: outcomes[k][1] for k in outcomes})
     attacked = outcomes[min(outcomes)][0].attacked
     random_rows = _random_changes(config, setup, keys["random"])
@@ -206,7 +218,7 @@ def compute(
     }
 
 
-def _k_summary(k, setup, out, confirmed, labels, seconds) -> dict[str, Any]:
+def _k_summary(k, setup, out, confirmed, labels, timing) -> dict[str, Any]:
     """One ``k``: the shared summary (:func:`pixjax.evaluation.summarize`) of the
     attack, with a fooled image's prediction as its new class; queries and time."""
     att = out.attacked
@@ -244,10 +256,15 @@ def _k_summary(k, setup, out, confirmed, labels, seconds) -> dict[str, Any]:
             for b, n in enumerate(row)
             if n
         ],
-        "seconds": seconds,
-        "evaluations_per_second": float(out.queries.sum() / seconds)
-        if seconds
-        else None,
+        # successes of the initial population: a random search with pop_size tries
+        "fooled_initial": int(np.sum(confirmed & (out.generations == 0))),
+        **timing,
+        # over the batches this process computed (a resumed run restores the rest)
+        "evaluations_per_second": (
+            timing["queries_computed"] / timing["seconds"]
+            if timing["queries_computed"]
+            else None
+        ),
     }
 
 
@@ -357,14 +374,15 @@ def write(workdir: pathlib.Path, doc: dict[str, Any]) -> None:
                 "random_flip_rate_mean": nan(rnd["flip_rate_mean"]),
                 "random_flip_rate_ci_lo": rnd["flip_rate_ci"][0],
                 "random_flip_rate_ci_hi": rnd["flip_rate_ci"][1],
+                "fooled_initial_population": r["fooled_initial"],
                 "seconds": r["seconds"],
+                "resumed": r["resumed"],
             }
         )
     common.write_csv_atomic(workdir / "results.csv", rows)
     common.write_csv_atomic(
         workdir / "per_image.csv",
-        [{k: nan(v) for k, v in row.items()} for row in doc["per_image"]]
-        or [{"image": ""}],
+        [{k: nan(v) for k, v in row.items()} for row in doc["per_image"]],
     )
     _write_fooled(workdir / FOOLED_DIR, doc)
 
@@ -385,10 +403,19 @@ def _write_fooled(folder: pathlib.Path, doc: dict[str, Any]) -> None:
             tmp = folder / f".{stem}.png.tmp"
             pil.save(tmp, "PNG")
             tmp.replace(folder / f"{stem}.png")
-            marked = _marked(im, group["rows"][j], group["cols"][j])
+            marked = _marked(im, *_changed(group, j))
             tmp = folder / f".{stem}_marked.png.tmp"
             Image.fromarray(marked).save(tmp, "PNG")
             tmp.replace(folder / f"{stem}_marked.png")
+
+
+def _changed(group: dict[str, Any], j: int) -> tuple[list[int], list[int]]:
+    """Rows and columns of the pixels fooled image ``j`` of ``group`` really changed
+    (a candidate may set a pixel to its own value, or one pixel twice)."""
+    adv = common.unpack_uint8(group["adversarial"])[j]
+    orig = common.unpack_uint8(group["original"])[j]
+    rows, cols = np.nonzero(np.any(adv != orig, axis=-1))
+    return rows.tolist(), cols.tolist()
 
 
 def _marked(image: np.ndarray, rows, cols, scale: int | None = None) -> np.ndarray:
@@ -485,7 +512,7 @@ def _examples_figure(path, groups, m, class_names) -> None:
             if j >= len(g["image"]):
                 ax.axis("off")
                 continue
-            ax.imshow(_marked(adv[j], g["rows"][j], g["cols"][j]))
+            ax.imshow(_marked(adv[j], *_changed(g, j)))
             ax.set_title(
                 f"{name(g['label'][j])} -> {name(g['new_class'][j])}\n"
                 f"p={g['confidence'][j]:.2f}",
@@ -505,6 +532,8 @@ def report(doc: dict[str, Any]) -> str:
     num = reporting.fmt_num
     targeted = doc["targets"] != "none"
     what = "reach the target class" if targeted else "change the class"
+    # with targets=all an attacked unit is an (image, target class) pair
+    unit = "(image, target) pairs" if doc["targets"] == "all" else "images"
     lines = [
         "# Few-pixel attack vs random pixel changes",
         "",
@@ -522,12 +551,27 @@ def report(doc: dict[str, Any]) -> str:
         + ", values 8-bit levels; a success counts only if the saved PNG is still "
         "adversarial.",
         "",
+    ]
+    if not doc["attacked"]:
+        lines += [
+            "**No image was attacked**: the model classified none of them correctly "
+            "(success is counted over correctly classified images only).",
+            "",
+        ]
+    lines += [
         "## Success rate per k",
         "",
-        f"Fooled = the attack found pixels that {what} (Wilson 95%). Random = the flip "
-        f"rate of k random pixel changes (k distinct positions, values 0..255) on "
-        f"the same correctly classified images: mean over {len(config['random_seeds'])} "
-        "seeds, pooled Wilson 95%, spread as sample sd (ddof=1).",
+        f"Fooled = the attack found pixels that {what} (Wilson 95%), within at most "
+        "population x (iterations + 1) queries (model evaluations) per attacked "
+        f"{unit[:-1] if unit == 'images' else 'pair'}; by the initial population = "
+        "fooled by the first, random, population (a random search with that many "
+        "tries). Random = the flip rate of one draw of k random pixel changes (k "
+        "distinct positions, values 0..255) per image and seed, on the same correctly "
+        f"classified images: mean over {len(config['random_seeds'])} seeds, pooled "
+        "Wilson 95%, spread as sample sd (ddof=1); untargeted"
+        + (" (the attack is targeted: no ratio)" if targeted else "")
+        + ". The budgets differ: one random draw against up to "
+        "population x (iterations + 1) chosen candidates.",
         "",
         reporting.markdown_table(
             [
@@ -537,6 +581,7 @@ def report(doc: dict[str, Any]) -> str:
                 "success rate % [95% CI]",
                 "new-class conf.",
                 "median queries",
+                "by the initial population",
                 "random flip rate % [95% CI]",
                 "random sd %",
                 "chosen / random",
@@ -551,11 +596,14 @@ def report(doc: dict[str, Any]) -> str:
                     f"{pct(r['success_ci'][1])}]",
                     num(r["new_class_confidence"], 3),
                     num(r["queries_median"], 0),
+                    r["fooled_initial"],
                     f"{pct(r['random']['flip_rate_mean'])} "
                     f"[{pct(r['random']['flip_rate_ci'][0])}, "
                     f"{pct(r['random']['flip_rate_ci'][1])}]",
                     pct(r["random"]["flip_rate_std"]),
-                    _ratio(r["success_rate"], r["random"]["flip_rate_mean"]),
+                    "n/a"
+                    if targeted
+                    else _ratio(r["success_rate"], r["random"]["flip_rate_mean"]),
                     f"{r['fooled']} of {r['fooled_search']}",
                 ]
                 for r in doc["per_k"]
@@ -564,12 +612,12 @@ def report(doc: dict[str, Any]) -> str:
         "",
         "## Minimal-pixels robustness score",
         "",
-        f"The smallest k that fooled each attacked image; `>{doc['minimal_pixels']['cap']}`"
-        " = not fooled with any k tried (the score is censored there: the search never "
-        "ran beyond it).",
+        f"The smallest k that fooled each attacked {unit[:-1]}; "
+        f"`>{doc['minimal_pixels']['cap']}` = not fooled with any k tried (the score "
+        "is censored there: the search never ran beyond it).",
         "",
         reporting.markdown_table(
-            ["score", "images"],
+            ["score", unit],
             [
                 [f"k={k}" if k != "none" else f">{doc['minimal_pixels']['cap']}", c]
                 for k, c in doc["minimal_pixels"]["counts"].items()
@@ -647,8 +695,15 @@ def report(doc: dict[str, Any]) -> str:
         ),
         "",
         "Queries = model evaluations, the initial population included; an image stops "
-        "at the first generation with an adversarial candidate (the seconds include "
-        "compilation).",
+        "at the first generation with an adversarial candidate. Seconds include "
+        "compilation; evaluations/s counts the batches this process computed"
+        + (
+            " (resumed from checkpoints for k = "
+            + ", ".join(str(r["pixels"]) for r in doc["per_k"] if r["resumed"])
+            + ": the restored batches' time is not known)."
+            if any(r["resumed"] for r in doc["per_k"])
+            else "."
+        ),
         "",
         "![attack vs random](attack_vs_random.png)",
         "",
@@ -660,14 +715,16 @@ def report(doc: dict[str, Any]) -> str:
 
 
 def _ratio(a, b) -> str:
-    if a is None or b is None or not np.isfinite(a) or not np.isfinite(b):
+    """``a / b`` as ``"12.3x"``; ``n/a`` when either is missing or ``b`` is 0 (no
+    random flip observed: the ratio has no finite estimate)."""
+    if a is None or b is None or not np.isfinite(a) or not np.isfinite(b) or b == 0:
         return "n/a"
-    if b == 0:
-        return "inf" if a > 0 else "n/a"
     return f"{a / b:.1f}x"
 
 
 def summary_lines(doc: dict[str, Any]) -> list[str]:
+    if not doc["attacked"]:
+        return ["no image was attacked: the model classified none of them correctly"]
     out = []
     for r in doc["per_k"]:
         out.append(

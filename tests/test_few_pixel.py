@@ -856,3 +856,27 @@ def test_a_checkpoint_of_other_settings_is_refused(finished_checkpoint, change):
             **args,
         )
     assert sorted(p.name for p in ck.iterdir()) == before
+
+
+def test_shipped_lenet_outcomes_do_not_depend_on_the_batch_size(lenet, mnist_test):
+    # every model call scores one image's population (images_per_call=1 on the
+    # CPU), so larger batches (once: 14 images x 100 candidates in one call) do not
+    # change the float rounding of the fitness, nor the near-ties of the selection
+    from pixjax import models
+    from pixjax.search import target_probs
+
+    module, variables, _ = lenet
+    probs = target_probs(models.logits_fn(module, variables))
+    images, labels = mnist_test.images[:14], mnist_test.labels[:14]
+    s = DESettings(pop_size=100, iterations=30, init="paper")
+    runs = [
+        fp.few_pixel_attack(
+            jax.random.key(5), probs, images, labels, pixels=3, settings=s, batch_size=b
+        )
+        for b in (1, 14)
+    ]
+    for field, a, b in zip(fp.AttackOutputs._fields, *runs, strict=True):
+        for x, y in zip(
+            jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True
+        ):
+            np.testing.assert_array_equal(x, y, err_msg=field)

@@ -157,7 +157,7 @@ def _same(a, b):
     for k in ("per_image", "per_k", "fooled", "minimal_pixels"):
         x, y = a[k], b[k]
         if k == "per_k":
-            drop = ("seconds", "evaluations_per_second")
+            drop = ("seconds", "evaluations_per_second", "queries_computed", "resumed")
             x = [{f: v for f, v in r.items() if f not in drop} for r in x]
             y = [{f: v for f, v in r.items() if f not in drop} for r in y]
         assert x == y, k
@@ -178,10 +178,14 @@ def test_killed_run_resumes_to_identical_results(tmp_path):
     resumed = _run(wd)
     out = resumed.communicate(timeout=120)[0].decode()
     assert resumed.returncode == 0, out
-    _same(
-        json.loads((ref / "results.json").read_text()),
-        json.loads((wd / "results.json").read_text()),
-    )
+    a = json.loads((ref / "results.json").read_text())
+    b = json.loads((wd / "results.json").read_text())
+    _same(a, b)
+    # the resumed run says so, and times only what it computed
+    (ra,), (rb,) = a["per_k"], b["per_k"]
+    assert not ra["resumed"] and ra["queries_computed"] == ra["queries_total"]
+    assert rb["resumed"] and 0 <= rb["queries_computed"] < rb["queries_total"]
+    assert "resumed from checkpoints for k = 1" in (wd / "report.md").read_text()
 
 
 def test_png_bytes_in_results_are_the_written_files(smoke_run):
@@ -206,3 +210,22 @@ def test_targeted_every_other_class(tmp_path):
     assert {t for i, t in pairs if i == 0} == set(range(10)) - {
         doc["per_image"][0]["label"]
     }
+
+
+def test_overriding_F_alone_gives_a_constant_factor():
+    import dataclasses
+
+    from pixjax.experiments import few_pixel_attack as fpa
+    from pixjax.experiments.configs.few_pixel_attack import get_config
+
+    art = get_config("art")
+    (s,) = fpa.validate(
+        dataclasses.replace(art, pixels=(1,), limit=2)
+    ).settings.values()
+    assert (s.F, s.F_max, s.strategy, s.pop_size) == (0.5, 1.0, "best1", 399)
+    c = dataclasses.replace(art, pixels=(1,), limit=2, F=0.9)
+    (s,) = fpa.validate(c).settings.values()
+    assert (s.F, s.F_max) == (0.9, None)
+    c = dataclasses.replace(art, pixels=(1,), limit=2, F=0.6, F_max=0.8)
+    (s,) = fpa.validate(c).settings.values()
+    assert (s.F, s.F_max) == (0.6, 0.8)

@@ -56,12 +56,16 @@ class Config:
     de_preset: str = "paper"
     pop_size: int | None = None
     iterations: int | None = None
+    # F alone: a constant factor; F_max: dither F ~ U(F, F_max) per generation
     F: float | None = None
-    F_max: float | None = None  # dither F ~ U(F, F_max) per generation
+    F_max: float | None = None
     CR: float | None = None  # 1: no crossover
     key: int = 0  # root key: "attack" (per k) and "random" streams
     random_seeds: tuple[int, ...] = tuple(range(10))  # random changes, side by side
-    batch_size: int = 8  # images per compiled call (x pop_size candidates)
+    batch_size: int = 8  # images per driver step (per checkpointed unit of work)
+    # images whose populations one model call scores (None: 1 on a CPU, 32 on an
+    # accelerator); outcomes are identical for any batch_size / device count
+    images_per_call: int | None = None
     chunk_size: int = 4  # batches per checkpoint
     examples: int = 8  # fooled images per k in the figure
     progress: bool = True

@@ -15,12 +15,15 @@ probability of the true class (untargeted), or one minus that of the target clas
 the label; the target class when targeted). Only images the model classifies correctly
 are attacked (as the paper counts success).
 
-Batching: a batch of images x the whole population is scored in one call of the target
-per generation (``vmap`` over images of the per-image search), the batch split over the
-devices (``shard_map``, each device running its images' loop); a dataset is a run of
+Batching: one compiled call attacks a batch of images: the batch is split over the
+devices (``shard_map``), and each device maps over its images ``images_per_call`` at a
+time (``vmap`` inside ``lax.map``), so every call of the model scores
+``images_per_call x pop_size`` candidates of a generation, and an image that is
+fooled (or not attacked) stops at once when mapped alone. A dataset is a run of
 :func:`pixjax.driver.run` whose step is one batch (resumable after a kill, identical
 results). Image ``i`` draws from ``fold_in(key, i)`` with ``i`` its index in the
-dataset, so results do not depend on the batch size or the number of devices.
+dataset, and every model call has the same shape, so the outcomes do not depend on the
+batch size or the number of devices.
 
 Presets (:func:`preset_settings`; ``D = k (2 + C)`` genes):
 
@@ -317,27 +320,47 @@ def attack_image(
 
     lo, hi = (jnp.asarray(b) for b in genome_bounds(space))
     keys = purpose_keys(key, "init", "search")
-    res = differential.minimise(
-        keys["search"],
-        evaluate,
-        lo,
-        hi,
-        settings,
-        active=attacked,
-        initial=_initial(keys["init"], space, settings),
-    )
-    pred, conf, p_label = res.aux
+
+    def search(_):
+        res = differential.minimise(
+            keys["search"],
+            evaluate,
+            lo,
+            hi,
+            settings,
+            initial=_initial(keys["init"], space, settings),
+        )
+        pred, conf, p_label = res.aux
+        found = (res.success, res.evaluations, res.generations, pred, conf, p_label)
+        return found, decode(res.x, space)
+
+    def skip(_):
+        # not attacked: no model call; the "candidate" rewrites the region's first
+        # pixel with its own value (the image unchanged)
+        r0, c0 = space.offset
+        k, c = space.pixels, space.image_shape[2]
+        pixels = Pixels(
+            jnp.full(k, r0, jnp.int32),
+            jnp.full(k, c0, jnp.int32),
+            jnp.broadcast_to(image[r0, c0], (k, c)).astype(jnp.uint8),
+        )
+        none = (jnp.bool_(False), jnp.int32(0), jnp.int32(0))
+        return (*none, clean_pred, clean[clean_pred], clean[label]), pixels
+
+    # (a true branch when images are mapped one at a time; under vmap both run)
+    found, pixels = jax.lax.cond(attacked, search, skip, None)
+    success, queries, generations, pred, conf, p_label = found
     return Outcome(
         attacked=attacked,
-        success=res.success,
-        queries=res.evaluations,
-        generations=res.generations,
+        success=success,
+        queries=queries,
+        generations=generations,
         clean_pred=clean_pred,
         clean_confidence=clean[clean_pred],
         adv_pred=pred,
         adv_confidence=conf,
         label_prob=p_label,
-        pixels=decode(res.x, space),
+        pixels=pixels,
     )
 
 
@@ -402,13 +425,26 @@ def check_targets(targets: Any, labels: np.ndarray, num_classes: int) -> np.ndar
     return t.astype(np.int32)
 
 
+def default_images_per_call() -> int:
+    """1 on a CPU (one population's forward pass already keeps it busy, and a
+    finished image stops at once), 32 on an accelerator (which a population of a few
+    hundred small images would leave idle)."""
+    return 1 if jax.default_backend() == "cpu" else 32
+
+
 @functools.lru_cache(maxsize=16)
-def _batch_fn(probs_fn: ProbsFn, space: PixelSpace, settings: DESettings, mesh: Any):
+def _batch_fn(
+    probs_fn: ProbsFn, space: PixelSpace, settings: DESettings, per_call: int, mesh: Any
+):
     """``(key, index, images, labels, targets, valid) -> Outcome`` of a batch: the
-    per-image attack ``vmap``-ed, under ``shard_map`` over the mesh's devices."""
+    per-image attack mapped over the batch ``per_call`` images at a time (``vmap``
+    inside ``lax.map``: every call of the model scores ``per_call x pop_size``
+    candidates, whatever the batch size or the number of devices), under
+    ``shard_map`` over the mesh's devices."""
 
     def batch(key, index, images, labels, targets, valid):
-        def one(i, image, label, target, ok):
+        def one(args):
+            i, image, label, target, ok = args
             return attack_image(
                 jax.random.fold_in(key, i),
                 probs_fn,
@@ -420,7 +456,11 @@ def _batch_fn(probs_fn: ProbsFn, space: PixelSpace, settings: DESettings, mesh: 
                 active=ok,
             )
 
-        return jax.vmap(one)(index, images, labels, targets, valid)
+        return jax.lax.map(
+            one,
+            (index, images, labels, targets, valid),
+            batch_size=per_call if per_call > 1 else None,
+        )
 
     if mesh is None or mesh.size == 1:
         return batch
@@ -435,10 +475,12 @@ def _batch_fn(probs_fn: ProbsFn, space: PixelSpace, settings: DESettings, mesh: 
 
 
 @functools.lru_cache(maxsize=16)
-def _step_fn(probs_fn: ProbsFn, space: PixelSpace, settings: DESettings, mesh: Any):
+def _step_fn(
+    probs_fn: ProbsFn, space: PixelSpace, settings: DESettings, per_call: int, mesh: Any
+):
     """The driver step: attack batch ``state`` of ``data`` (one object per
     configuration, so the driver compiles it once)."""
-    batch = _batch_fn(probs_fn, space, settings, mesh)
+    batch = _batch_fn(probs_fn, space, settings, per_call, mesh)
     fields = ("index", "images", "labels", "targets", "valid")
 
     def step(state, data):
@@ -459,12 +501,14 @@ def few_pixel_attack(
     targets: np.ndarray | None = None,
     region: Any = None,
     batch_size: int = 16,
+    images_per_call: int | None = None,
     mesh: Any = None,
     checkpoint_dir: str | os.PathLike | None = None,
     chunk_size: int = 1,
     progress: bool = False,
     loop: str = "scan",
     desc: str = "few-pixel attack",
+    on_chunk: Callable[[int, Any, Any], None] | None = None,
 ) -> AttackOutputs:
     """The ``k``-pixel attack on every image of a dataset (module docstring).
 
@@ -482,14 +526,25 @@ def few_pixel_attack(
       targets: ``None`` (untargeted) or int ``[N]`` target classes, each different
         from the label.
       region: ``None``, an int or ``(h, w)``: the centred region of the positions.
-      batch_size: images per compiled call (rounded up to a multiple of the device
-        count); the call scores ``batch_size x pop_size`` images per generation.
+      batch_size: images per step of the driver (rounded up to a multiple of the
+        device count x ``images_per_call``; padded with images that are not
+        attacked).
+      images_per_call: images whose populations one call of the model scores
+        (``images_per_call x pop_size`` candidates per call; each device maps
+        over its images that many at a time). Default
+        :func:`default_images_per_call`: 1 on a CPU, 32 on an accelerator. The
+        outcomes are identical for any ``batch_size`` and number of devices with
+        the same ``images_per_call`` (every model call has the same shape); another
+        ``images_per_call`` changes the float rounding of the model, which can
+        change near-ties of the selection.
       mesh: a 1-D ``"batch"`` mesh (:func:`pixjax.sharding.data_mesh`; default all
         devices).
       checkpoint_dir: orbax checkpoints of the run (one per chunk of batches); a
         killed run resumes from them and ends identical (:func:`pixjax.driver.run`).
       chunk_size: batches per checkpoint.
-      progress, loop, desc: see :func:`pixjax.driver.run`.
+      progress, loop, desc, on_chunk: see :func:`pixjax.driver.run` (``on_chunk``
+        sees the :class:`Outcome` s of each computed chunk, ``[batches, B]``; not
+        called for chunks restored from a checkpoint).
 
     Returns:
       :class:`AttackOutputs`.
@@ -523,11 +578,13 @@ def few_pixel_attack(
     targets = check_targets(targets, labels, num_classes)
     check_positive_int("batch_size", batch_size)
     check_positive_int("chunk_size", chunk_size)
+    per_call = default_images_per_call() if images_per_call is None else images_per_call
+    check_positive_int("images_per_call", per_call)
     n = len(images)
     if n == 0:
         raise ValueError("images: expected at least one image, got none")
     mesh = sharding.data_mesh() if mesh is None else mesh
-    b = sharding.round_up(min(batch_size, n), mesh.size)
+    b = sharding.round_up(min(batch_size, n), mesh.size * per_call)
     nb = -(-n // b)
     pad = nb * b - n
 
@@ -549,6 +606,7 @@ def few_pixel_attack(
             INITS.index(settings.init),
             space.pixels,
             *space.region,
+            per_call,
         ],
         np.float64,
     )
@@ -563,7 +621,7 @@ def few_pixel_attack(
         "valid": blocks(np.ones(n, bool), False),
     }
     _, out = driver.run(
-        _step_fn(probs_fn, space, settings, mesh if mesh.size > 1 else None),
+        _step_fn(probs_fn, space, settings, per_call, mesh if mesh.size > 1 else None),
         jnp.int32(0),
         data,
         num_steps=nb,
@@ -573,6 +631,7 @@ def few_pixel_attack(
         unit="batch",
         progress=progress,
         loop=loop,
+        on_chunk=on_chunk,
     )
     flat = jax.tree_util.tree_map(
         lambda a: np.asarray(a).reshape(nb * b, *a.shape[2:])[:n], out
@@ -689,6 +748,7 @@ __all__ = [
     "check_settings",
     "check_targets",
     "decode",
+    "default_images_per_call",
     "few_pixel_attack",
     "genome_bounds",
     "minimal_pixels",
