@@ -64,9 +64,15 @@ def check_images(images: np.ndarray, argument: str = "images") -> np.ndarray:
             f"{images.shape}"
         )
     if images.dtype != np.uint8:
+        hint = (
+            "convert float images in [0, 1] with (x * 255).round().astype(np.uint8)"
+            if np.issubdtype(images.dtype, np.floating)
+            else "convert integer levels 0..255 with .astype(np.uint8) (check the range "
+            "first)"
+        )
         raise ValueError(
             f"{argument}: expected dtype uint8 with values 0..255, got {images.dtype}; "
-            "convert float images in [0, 1] with (x * 255).round().astype(np.uint8)"
+            + hint
         )
     if images.shape[-1] not in (1, 3):
         raise ValueError(
