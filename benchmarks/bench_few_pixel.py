@@ -16,20 +16,25 @@ image is fooled; at most ``399 * (iterations + 1)`` candidates scored per image.
 pixjax runs ``preset_settings("art", ...)`` with ``iterations`` replaced.
 
 (a) pixjax ``few_pixel_attack`` in batches of ``--batch`` images (default 30 on a
-    CPU, where the batch hardly changes the speed, all of them on a GPU), batch x
-    population scored in one call per generation. Evaluations: the sum of
-    ``outputs.queries`` (population x (generations + 1) per attacked image; the one
-    clean forward pass per image is not counted). Timed: the first call (compilation
-    included) and the median of ``--repeats`` further calls, spread over the run
-    (one before each library, the rest after them).
+    CPU, all of them on a GPU; the attack rounds it up to a multiple of devices x
+    images per call), each device mapping over its images ``--images-per-call`` at a
+    time (default ``few_pixel.default_images_per_call()``: 1 on a CPU, 32 on an
+    accelerator), so that every model call scores images_per_call x population
+    candidates of a generation, and an image mapped alone stops as soon as it is
+    fooled. Evaluations: the sum of ``outputs.queries`` (population x (generations +
+    1) per attacked image; the one clean forward pass per image is not counted).
+    Timed: the first call (compilation included) and the median of ``--repeats``
+    further calls, spread over the run (one before each library, the rest after
+    them).
 (b) the bare jitted forward pass + softmax of the same model on a fixed float32
-    batch of (a)'s per-generation size (batch x population): evaluations / s, the
-    reference of (a); (b') the same from uint8 images converted inside the jit (what
-    the attack's forward pass does: XLA fuses the conversion into the first layer,
-    which then reads a quarter of the bytes; on the 2-core CPU (b') and (b) were
-    within +-25% of each other, either way, from run to run).
-    Timed in the same rounds as (a) (one attack call, then one sample of >= 1 s of
-    each forward pass, per round), medians.
+    batch of (a)'s per-call size (images_per_call x population; 399 rows on a CPU):
+    evaluations / s, the reference of (a) (the target's "same batch"); (b') the same
+    from uint8 images converted inside the jit (what the attack's forward pass does:
+    XLA fuses the conversion into the first layer, which then reads a quarter of the
+    bytes); (b'') for reference only, (b') at the whole batch (batch x population
+    rows, what one call scored when the attack ran the whole batch under ``vmap``;
+    left out when it equals (b')). Timed in the same rounds as (a) (one attack call,
+    then one sample of >= 1 s of each forward pass, per round), medians.
 (c) torchattacks ``OnePixel(model, pixels=1, steps=iterations, popsize=399,
     inf_batch=399)``, images NCHW float in [0, 1]; one run (minutes).
 (d) ART ``PixelAttack(PyTorchClassifier(clip_values=(0, 1)), th=1, es=1,
@@ -45,7 +50,8 @@ is then decided by one forward pass of the returned images (not counted). pixjax
 success is its own flag, re-checked after a PNG round trip (``recheck``).
 
 Evaluations / s = evaluations / wall seconds. Targets: pixjax >= 10x both libraries and
->= 0.8x the bare forward pass; success rates each inside the other's 95% Wilson
+>= 0.8x the bare forward pass at the same batch ((b), the attack's per-call batch);
+success rates each inside the other's 95% Wilson
 interval. Runs unchanged on a GPU (JAX on its default device; torch and both
 libraries on CUDA).
 
@@ -81,10 +87,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from benchmarks._common import publish, timeit  # noqa: E402
-from pixjax import data  # noqa: E402
+from pixjax import data, sharding  # noqa: E402
 from pixjax.attacks.few_pixel import (  # noqa: E402
     adversarial_images,
     changed_pixels,
+    default_images_per_call,
     few_pixel_attack,
     pixel_space,
     preset_settings,
@@ -122,7 +129,9 @@ def load_avg() -> float:
 
 
 class PixjaxTimer:
-    """pixjax's attack and the bare forward passes at its per-generation batch.
+    """pixjax's attack and the bare forward passes at its per-call batch
+    (``per_call x pop_size`` rows; and, for reference, at ``whole x pop_size`` rows,
+    ``whole`` the attack's batch of images, when that differs).
 
     Construction makes the first (compiling) call of the attack and compiles the
     forward passes; each :meth:`round` then times one attack call and one sample of
@@ -131,7 +140,7 @@ class PixjaxTimer:
     (this one is shared) weighs on pixjax's medians as on the libraries' runs.
     """
 
-    def __init__(self, probs, images, labels, settings, batch):
+    def __init__(self, probs, images, labels, settings, batch, per_call, whole):
         self.out = None
         self._call = functools.partial(
             few_pixel_attack,
@@ -142,22 +151,29 @@ class PixjaxTimer:
             pixels=PIXELS,
             settings=settings,
             batch_size=batch,
+            images_per_call=per_call,
         )
         t = time.perf_counter()
         self._attack()
         self.first = time.perf_counter() - t
-        self.rows = batch * settings.pop_size
-        x = jax.random.uniform(jax.random.key(1), (self.rows, *SHAPE), jnp.float32)
+        pop = settings.pop_size
+        self.rows = {"float32": per_call * pop, "uint8": per_call * pop}
+        if whole != per_call:
+            self.rows["uint8 whole"] = whole * pop
+        fwd32 = jax.jit(probs)
+        fwd8 = jax.jit(lambda u: probs(to_float(u)))
         # (b) float32 images in, as `probs` takes them; (b') uint8 images in,
         # converted inside the jit as the attack does (XLA fuses the conversion into
-        # LeNet-5's first layer, which then reads a quarter of the bytes)
-        fwds = {
-            "float32": (jax.jit(probs), x),
-            "uint8": (
-                jax.jit(lambda u: probs(to_float(u))),
-                jnp.round(x * 255).astype(jnp.uint8),
-            ),
-        }
+        # LeNet-5's first layer, which then reads a quarter of the bytes); (b'') (b')
+        # at the whole batch, for reference
+        fwds = {}
+        for name, rows in self.rows.items():
+            x = jax.random.uniform(jax.random.key(1), (rows, *SHAPE), jnp.float32)
+            fwds[name] = (
+                (fwd32, x)
+                if name == "float32"
+                else (fwd8, jnp.round(x * 255).astype(jnp.uint8))
+            )
         self._samplers = {}
         for name, (fn, arg) in fwds.items():
             jax.block_until_ready(fn(arg))
@@ -188,9 +204,10 @@ class PixjaxTimer:
         return statistics.median(self.t_attack)
 
     def forward_rates(self) -> dict[str, float]:
-        """Evaluations / s of (b) ``"float32"`` and (b') ``"uint8"`` (medians)."""
+        """Evaluations / s of (b) ``"float32"``, (b') ``"uint8"`` and (b'')
+        ``"uint8 whole"`` (if timed) (medians)."""
         return {
-            name: self.rows * inner / statistics.median(self.t_fwd[name])
+            name: self.rows[name] * inner / statistics.median(self.t_fwd[name])
             for name, (_, inner) in self._samplers.items()
         }
 
@@ -335,6 +352,12 @@ def main() -> None:
         "--batch", type=int, help="pixjax images per batch (CPU 30, GPU all)"
     )
     ap.add_argument(
+        "--images-per-call",
+        type=int,
+        help="pixjax images per model call (default "
+        "few_pixel.default_images_per_call(): CPU 1, accelerator 32)",
+    )
+    ap.add_argument(
         "--repeats", type=int, default=3, help="timed pixjax / forward runs (median)"
     )
     args = ap.parse_args()
@@ -345,6 +368,15 @@ def main() -> None:
     repeats = 1 if quick else max(1, args.repeats)
     on_cpu = jax.default_backend() == "cpu"
     batch = min(args.batch or (30 if on_cpu else n), n)
+    per_call = (
+        default_images_per_call()
+        if args.images_per_call is None
+        else args.images_per_call
+    )
+    if per_call < 1:
+        raise SystemExit(f"--images-per-call: expected >= 1, got {per_call}")
+    # the attack's batch: rounded up to a multiple of devices x images per call
+    whole = sharding.round_up(batch, len(jax.devices()) * per_call)
     t_start = time.perf_counter()
 
     def stamp(what: str) -> None:
@@ -376,10 +408,11 @@ def main() -> None:
     load_before = load_avg()
 
     stamp(
-        f"pixjax: {n} images, population {pop}, {iters} iterations, batch {batch}; "
-        f"bare forward at batch {batch} x {pop}"
+        f"pixjax: {n} images, population {pop}, {iters} iterations, batch {whole}, "
+        f"{per_call} image(s) per model call; bare forward at {per_call} x {pop} rows"
+        + (f" (and {whole} x {pop} for reference)" if whole != per_call else "")
     )
-    timer = PixjaxTimer(probs, images, labels, settings, batch)
+    timer = PixjaxTimer(probs, images, labels, settings, batch, per_call, whole)
     out, first_s = timer.out, timer.first
     confirmed, _ = recheck(probs, images, out, labels)
     pix_changed = int(changed_pixels(images, adversarial_images(images, out)).max())
@@ -442,12 +475,6 @@ def main() -> None:
     attacked = np.asarray(out.attacked, bool)
     pix_rows = int(np.asarray(out.queries).sum())
     pix_rate = pix_rows / pix_s
-    # rows actually run: vmap runs every image of a batch (padding included) until
-    # the batch's last image stops
-    gens = np.asarray(out.generations)
-    computed_rows = sum(
-        batch * pop * (int(gens[s : s + batch].max()) + 1) for s in range(0, n, batch)
-    )
     entries = [
         (
             "(a) pixjax `few_pixel_attack` (compiled; median of "
@@ -497,14 +524,33 @@ def main() -> None:
             f"{100 * hi:.1f}] | {rows:,} | {med} | {sec:.2f} | {rates[key]:,.0f} | "
             f"{pix_rate / rates[key]:.2f}x |"
         )
+    per_img = "image" if per_call == 1 else "images"
     for tag, kind, what in (
-        ("(b)", "float32", "float32 images in"),
-        ("(b')", "uint8", "uint8 images in, `to_float` inside the jit as the attack"),
+        (
+            "(b)",
+            "float32",
+            f"{per_call} {per_img} x {pop}: the attack's per-call batch; float32 "
+            "images in",
+        ),
+        (
+            "(b')",
+            "uint8",
+            f"{per_call} {per_img} x {pop}: the attack's per-call batch; uint8 images "
+            "in, `to_float` inside the jit as the attack",
+        ),
+        (
+            "(b'') for reference only:",
+            "uint8 whole",
+            f"{whole} x {pop}: the whole batch of images in one call, no longer "
+            "what the attack runs; uint8 images in",
+        ),
     ):
+        if kind not in fwd_rate:
+            continue
         r = fwd_rate[kind]
         table.append(
-            f"| {tag} bare jitted forward + softmax, batch {batch * pop:,} ({batch} x "
-            f"{pop}; {what}) |  |  |  |  |  |  | {r:,.0f} | {pix_rate / r:.2f}x |"
+            f"| {tag} bare jitted forward + softmax, batch {timer.rows[kind]:,} "
+            f"({what}) |  |  |  |  |  |  | {r:,.0f} | {pix_rate / r:.2f}x |"
         )
 
     if torch_fwd is not None:
@@ -526,11 +572,11 @@ def main() -> None:
             f"compilation counted (first call) {rates['pixjax first'] / rates[name]:.1f}x"
         )
     if libs:
-        best_fwd = max(fwd_rate.values())
+        best_fwd = max(fwd_rate["float32"], fwd_rate["uint8"])
         lines.append(
             "- about the ceiling on this device: pixjax runs at about the rate of its "
-            "bare forward pass (b) / (b') (above), so pixjax / library is bounded by "
-            "about max((b), (b')) / library = "
+            "bare forward pass at its per-call batch (b) / (b') (above), so pixjax / "
+            "library is bounded by about max((b), (b')) / library = "
             + ", ".join(f"{best_fwd / rates[name]:.1f}x ({name})" for name in libs)
             + "; each library already runs at "
             + ", ".join(f"{rates[name] / torch_fwd:.2f}x ({name})" for name in libs)
@@ -549,18 +595,34 @@ def main() -> None:
         )
     fr = pix_rate / fwd_rate["float32"]
     fr8 = pix_rate / fwd_rate["uint8"]
-    lines.append(
-        f"- pixjax / bare forward at the same batch ({batch * pop:,} rows): "
-        f"**{fr:.2f}x** (target >= {TARGET_FWD}: {verdict(fr >= TARGET_FWD)}); "
-        f"against the forward pass from uint8 images (b'), the work the attack's "
-        f"forward pass does: {fr8:.2f}x ({verdict(fr8 >= TARGET_FWD)})"
+    whole_note = (
+        f"; for reference, against (b') at the whole batch ({whole * pop:,} rows, "
+        f"b''): {pix_rate / fwd_rate['uint8 whole']:.2f}x"
+        if "uint8 whole" in fwd_rate
+        else ""
     )
     lines.append(
-        f"- the rows pixjax actually ran: {computed_rows:,} "
-        f"({computed_rows / pix_s:,.0f} / s, {computed_rows / pix_s / fwd_rate['uint8']:.2f}x"
-        " (b')): a batch runs until its last image stops, the finished images' "
-        f"rows are computed and discarded under `vmap`; {pix_rows / computed_rows:.0%} "
-        "of them count as evaluations"
+        f"- pixjax / bare forward at the same batch ({per_call} {per_img} x {pop} = "
+        f"{per_call * pop:,} rows, the attack's per-call batch, (b)): "
+        f"**{fr:.2f}x** (target >= {TARGET_FWD}: {verdict(fr >= TARGET_FWD)}); "
+        f"against the forward pass from uint8 images (b'), the work the attack's "
+        f"forward pass does: {fr8:.2f}x ({verdict(fr8 >= TARGET_FWD)}){whole_note}"
+    )
+    if per_call == 1:
+        rows_note = (
+            "exact: one image per model call, a fooled image stops at once, no row "
+            "is computed and discarded (besides one uncounted clean forward pass per "
+            "image)"
+        )
+    else:
+        rows_note = (
+            f"a lower bound: {per_call} images share each model call and a group "
+            "runs until its last image stops, so the rows of its finished (and "
+            "padding) images are still computed but not counted"
+        )
+    lines.append(
+        f"- the rows pixjax scored: {pix_rows:,} (the sum of `queries`; "
+        f"{pix_rate:,.0f} / s), {rows_note}"
     )
     p, plo, phi = cis["pixjax"]
     for name in libs:

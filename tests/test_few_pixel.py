@@ -245,13 +245,22 @@ def test_targeted_fitness_is_the_target_probability():
     np.testing.assert_array_equal(out.adv_pred, 0)
 
 
-def test_only_correctly_classified_images_are_attacked():
+@pytest.mark.parametrize("per_call", [1, 3])  # a lax.cond per image; masked vmap
+def test_only_correctly_classified_images_are_attacked(per_call):
     images = dark_images(6, seed=2)
     images[5, WEAK[0], WEAK[1], 0] = 255  # the model says 1
     labels = np.array([0, 0, 0, 0, 1, 0], np.int32)  # image 4: dark, labelled 1
     out = fp.few_pixel_attack(
-        jax.random.key(0), planted, images, labels, settings=SETTINGS, batch_size=6
+        jax.random.key(0),
+        planted,
+        images,
+        labels,
+        settings=SETTINGS,
+        batch_size=6,
+        images_per_call=per_call,
     )
+    # the images not attacked come back unchanged
+    np.testing.assert_array_equal(fp.adversarial_images(images, out)[4:], images[4:])
     np.testing.assert_array_equal(out.clean_pred, [0, 0, 0, 0, 0, 1])
     np.testing.assert_array_equal(out.attacked, [True] * 4 + [False] * 2)
     np.testing.assert_array_equal(out.success, [True] * 4 + [False] * 2)
@@ -880,3 +889,21 @@ def test_shipped_lenet_outcomes_do_not_depend_on_the_batch_size(lenet, mnist_tes
             jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True
         ):
             np.testing.assert_array_equal(x, y, err_msg=field)
+
+
+def test_several_images_per_call_same_result_any_batch_size():
+    images, labels = dark_images(6, seed=4), np.zeros(6, np.int32)
+    runs = [
+        fp.few_pixel_attack(
+            jax.random.key(3),
+            planted,
+            images,
+            labels,
+            settings=SETTINGS,
+            batch_size=b,
+            images_per_call=3,
+        )
+        for b in (3, 6)
+    ]
+    _assert_outputs_equal(*runs)
+    assert runs[0].success.all()  # the planted pixel, found by the masked path too
