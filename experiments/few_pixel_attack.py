@@ -33,7 +33,9 @@ from pixjax.perturb import PixelConfig
 from pixjax.search import target_probs
 from pixjax.search.differential import DESettings
 
-DESCRIPTION = "few-pixel attack: differential evolution (Su et al. 2019) vs random pixel changes"
+DESCRIPTION = (
+    "few-pixel attack: differential evolution (Su et al. 2019) vs random pixel changes"
+)
 ATTACK_DIR = "attack"
 FOOLED_DIR = "fooled"
 OVERRIDES = ("pop_size", "iterations", "F", "F_max", "CR")
