@@ -59,6 +59,7 @@ from jax.sharding import PartitionSpec
 
 from pixjax import driver, sharding
 from pixjax.data.base import check_images, check_labels, check_positive_int, to_float
+from pixjax.evaluation.predict import map_batches
 from pixjax.keys import purpose_keys
 from pixjax.search import differential
 from pixjax.search.differential import DESettings
@@ -625,7 +626,7 @@ def few_pixel_attack(
     )
     data = {
         "settings": identity,
-        "model": np.asarray(_probs_fn_jit(probs_fn)(to_float(jnp.asarray(images[:b])))),
+        "model": np.asarray(_jit_probs(probs_fn)(jnp.asarray(images[:b]))),
         "key": key,
         "index": blocks(np.arange(n, dtype=np.int32)),
         "images": blocks(images),
@@ -683,18 +684,9 @@ def png_round_trip(images: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=16)
-def _probs_fn_jit(probs_fn: ProbsFn) -> Callable:
-    return jax.jit(probs_fn)
-
-
-@functools.lru_cache(maxsize=16)
-def _predict_fn(probs_fn: ProbsFn) -> Callable:
-    @jax.jit
-    def predict(images):
-        probs = probs_fn(to_float(images))
-        return jnp.argmax(probs, -1).astype(jnp.int32)
-
-    return predict
+def _jit_probs(probs_fn: ProbsFn) -> Callable:
+    """``uint8 images [B, H, W, C] -> probs [B, classes]``, jitted once per target."""
+    return jax.jit(lambda images: probs_fn(to_float(images)))
 
 
 def recheck(
@@ -714,17 +706,10 @@ def recheck(
       ``outputs.success`` and still adversarial after the round trip.
     """
     reloaded = png_round_trip(adversarial_images(images, outputs))
-    predict = _predict_fn(probs_fn)
-    preds = (
-        np.concatenate(
-            [
-                np.asarray(predict(jnp.asarray(reloaded[i : i + batch_size])))
-                for i in range(0, len(reloaded), batch_size)
-            ]
-        )
-        if len(reloaded)
-        else np.zeros(0, np.int32)
-    )
+    probs = map_batches(
+        _jit_probs(probs_fn), [reloaded], batch_size=batch_size
+    )  # the shared padded predictor loop: one compile per batch shape
+    preds = np.argmax(probs, -1)
     labels = np.asarray(labels)
     if targets is None:
         still = preds != labels
