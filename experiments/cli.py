@@ -8,12 +8,15 @@ Examples::
     pixjax run train --workdir runs/lenet5 --preset smoke
     pixjax report runs/pc
     pixjax convert resnet18 resnet18.pth checkpoints/resnet18
+    pixjax check-pipeline resize:pillow:bilinear:64 resize:opencv:linear:64 \\
+        --images photos:sample --out runs/check
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import pathlib
 import sys
 
@@ -40,6 +43,10 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
     "few-pixel-attack": (
         "pixjax.experiments.few_pixel_attack",
         "pixjax.experiments.configs.few_pixel_attack",
+    ),
+    "pipeline-artefacts": (
+        "pixjax.experiments.pipeline_artefacts",
+        "pixjax.experiments.configs.pipeline_artefacts",
     ),
 }
 
@@ -97,7 +104,206 @@ def _parser() -> argparse.ArgumentParser:
         help="the image size the weights were trained on, recorded as the model's "
         "default (default 224,224,3); experiments take any size the model accepts",
     )
+    k = sub.add_parser(
+        "check-pipeline",
+        help="compare a training and a serving image pipeline pixel by pixel (and "
+        "a model's predictions under both); exit 1 when they differ",
+        description="Runs two image pipelines on the same images and reports per "
+        "image whether the outputs differ, the largest and mean difference, the "
+        "share of images that differ (Wilson 95%% interval) and, with a checkpoint, "
+        "the prediction flips and the top-1 probability shift. Pipelines are "
+        "strings such as 'resize:pillow:bilinear:64|uint8:round' or "
+        "'resize:opencv:linear:64|jpeg:75' (see pixjax.perturb.pipeline).",
+        epilog=_CHECK_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    k.add_argument(
+        "train", help="the training pipeline, e.g. resize:pillow:bilinear:64"
+    )
+    k.add_argument("serve", help="the serving pipeline, e.g. resize:opencv:linear:64")
+    k.add_argument(
+        "--images",
+        required=True,
+        metavar="SPEC",
+        help="a dataset spec (mnist-sample, idx:DIR, folder:DIR, photos:DIR, "
+        "photos:sample, tfds:NAME) or an existing image folder",
+    )
+    k.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="write check.json and check.md there (atomically); default: print the "
+        "markdown report and write nothing",
+    )
+    k.add_argument(
+        "--tolerance",
+        default="0",
+        metavar="T",
+        help="largest absolute difference (levels, 0..255 scale) that still passes "
+        "(default 0: identical outputs)",
+    )
+    k.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="DIR",
+        help="compare a model's predictions too: a shipped name (lenet5-mnist) or a "
+        "model directory; the pipelines must then end in uint8 (uint8:round)",
+    )
+    k.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME",
+        help="the architecture the checkpoint must hold (default: what it records)",
+    )
+    k.add_argument("--limit", default=None, metavar="N", help="use the first N images")
+    k.add_argument(
+        "--split", default="test", help="dataset split: train, test or all (test)"
+    )
+    k.add_argument(
+        "--batch-size", default="256", metavar="B", help="images per chunk (256)"
+    )
     return p
+
+
+_CHECK_EPILOG = """\
+exit codes:
+  0  the outputs differ by at most the tolerance (passed)
+  1  they differ beyond the tolerance (failed): use it to guard a CI job
+  2  bad input (one line 'pixjax: error: ...' on stderr; nothing written)
+
+examples:
+  pixjax check-pipeline resize:pillow:bilinear:20 resize:opencv:linear:20 \\
+      --images mnist-sample --limit 100 --out runs/check
+  pixjax check-pipeline identity 'jpeg:75' --images mnist-sample \\
+      --checkpoint lenet5-mnist --tolerance 8
+"""
+
+
+def _number(text: str, name: str, accepted: str, kind=float):
+    try:
+        value = kind(text)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or (kind is float and not math.isfinite(value)):
+        raise ValueError(f"{name}: expected {accepted}, got {text!r}")
+    return value
+
+
+def _check_pipeline_command(args: argparse.Namespace, command: str) -> int:
+    """``pixjax check-pipeline``: everything checked before the work; exit 0 passed,
+    1 failed, 2 bad input (raised as ValueError / OSError, reported by the caller)."""
+    import time
+
+    from pixjax.experiments import common
+
+    from pixjax import checkpoints, data
+    from pixjax.evaluation import consistency
+    from pixjax.perturb import pipeline
+
+    # --- arguments, before any data is read
+    for name in ("train", "serve"):
+        try:
+            pipeline.parse(getattr(args, name))
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}") from None
+    tolerance = _number(
+        args.tolerance, "--tolerance", "a finite number >= 0 (levels, 0..255)"
+    )
+    if tolerance < 0:
+        raise ValueError(
+            f"--tolerance: expected a finite number >= 0 (levels, 0..255), got "
+            f"{args.tolerance!r}"
+        )
+    batch_size = _number(args.batch_size, "--batch-size", "a positive integer", int)
+    limit = None
+    if args.limit is not None:
+        limit = _number(args.limit, "--limit", "a positive integer", int)
+    for name, value in (("--batch-size", batch_size), ("--limit", limit)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {value}")
+    out = None
+    if args.out is not None:
+        if not args.out.strip():
+            raise ValueError("--out: expected a directory path, got ''")
+        out = pathlib.Path(args.out).expanduser()
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out: {str(out)!r} exists and is not a directory")
+    spec = args.images
+    # a dataset spec (data.KINDS: bare names such as mnist-sample, or KIND:ARG), else
+    # a plain folder path
+    bare = {k for k in data.KINDS if ":" not in k}
+    prefixed = {k.partition(":")[0] for k in data.KINDS if ":" in k}
+    kind, colon, rest = spec.partition(":")
+    if not (spec in bare or (colon and rest and kind in prefixed)):
+        folder = pathlib.Path(spec).expanduser()
+        if not folder.is_dir():
+            raise ValueError(
+                f"--images: {spec!r} is neither an existing folder nor a dataset spec "
+                f"(one of {data.KINDS})"
+            )
+        spec = f"folder:{folder}"
+    if args.model is not None and args.checkpoint is None:
+        raise ValueError("--model: needs --checkpoint (the weights to load)")
+    ckpt = None
+    if args.checkpoint is not None:
+        ckpt = common.resolve_checkpoint(args.checkpoint)
+        if ckpt is None or not ckpt.exists():
+            raise ValueError(
+                f"--checkpoint: {args.checkpoint!r} does not exist; shipped "
+                f"checkpoints: {common.shipped_checkpoints()}"
+            )
+
+    # --- data and model
+    dataset = data.load(spec, args.split, limit=limit)
+    model = arch = None
+    if ckpt is not None:
+        meta = checkpoints.read_metadata(ckpt)
+        arch = args.model or meta["arch"]
+        # loaded at its recorded input; check_pipeline checks the pipelines' output
+        module, variables, _ = common.load_checkpoint(
+            arch, args.checkpoint, tuple(meta["input_shape"])
+        )
+        model = (module.apply, variables)
+
+    try:
+        result = consistency.check_pipeline(
+            args.train,
+            args.serve,
+            dataset,
+            model,
+            tolerance=tolerance,
+            batch_size=batch_size,
+        )
+    except ValueError as e:
+        if ckpt is None or not str(e).startswith("model:"):
+            raise
+        raise ValueError(
+            f"{e} (checkpoint {args.checkpoint!r}, recorded input "
+            f"{tuple(meta['input_shape'])})"
+        ) from None
+    text = result.to_markdown()
+    if out is None:
+        print(text, end="")
+    else:
+        doc = {
+            "tool": "check-pipeline",
+            "command": command,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "pixjax": __import__("pixjax").__version__,
+            "images": args.images,
+            "split": args.split,
+            "limit": limit,
+            "checkpoint": None if ckpt is None else str(args.checkpoint),
+            "model": arch,
+            "versions": result.summary["versions"],
+            "summary": result.summary,
+            "per_image": result.per_image,
+        }
+        common.write_json_atomic(out / "check.json", doc)
+        common.write_text_atomic(out / "check.md", text)
+        print(consistency.summary_paragraph(result.summary))
+        print(f"wrote {out}: check.json, check.md")
+    return 0 if result.passed else 1
 
 
 def get_experiment(name: str):
@@ -145,6 +351,17 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"wrote {out}")
         return 0
+    if args.command == "check-pipeline":
+        from pixjax.experiments import common
+
+        command = common.format_command(
+            ["pixjax", *(sys.argv[1:] if argv is None else argv)]
+        )
+        try:
+            return _check_pipeline_command(args, command)
+        except (ValueError, OSError) as e:
+            print(f"pixjax: error: {e}", file=sys.stderr)
+            return 2
     if args.command == "list":
         for name in EXPERIMENTS:
             module, _ = get_experiment(name)

@@ -84,8 +84,15 @@ def get_model(name: str, **kwargs: Any) -> nn.Module:
 def init_variables(
     model: nn.Module, key: jax.Array, input_shape: tuple[int, int, int]
 ) -> Any:
-    """Initialises ``model`` for images of ``input_shape`` ``(H, W, C)``."""
-    return jax.jit(model.init)(key, jnp.zeros((1, *input_shape), jnp.float32))
+    """Initialises ``model`` for images of ``input_shape`` ``(H, W, C)`` (one compiled
+    initialiser per module and shape, reused: models trained side by side init once)."""
+    return _jit_init(model)(key, jnp.zeros((1, *input_shape), jnp.float32))
+
+
+@functools.lru_cache(maxsize=64)
+def _jit_init(model: nn.Module) -> Callable[..., Any]:
+    # Linen modules are frozen dataclasses: equal configurations hash alike.
+    return jax.jit(model.init)
 
 
 def check_input(model: nn.Module, variables: Any, input_shape: Sequence[int]) -> None:

@@ -49,7 +49,9 @@ def create_state(
     """Initialises (or wraps given ``params`` / ``batch_stats``) into a
     :class:`TrainState`."""
     if params is None:
-        variables = jax.jit(model.init)(key, jnp.zeros((1, *input_shape), jnp.float32))
+        from pixjax.models import init_variables
+
+        variables = init_variables(model, key, input_shape)
         params = variables["params"]
         if batch_stats is None:
             batch_stats = variables.get("batch_stats", {})
