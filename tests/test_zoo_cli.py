@@ -123,6 +123,40 @@ def test_few_pixel_attack_on_photos(resnet18_dir, tmp_path):
     assert (wd / "results.json").stat().st_size < 200_000
 
 
+def test_pipeline_artefacts_jpeg_sweep_on_photos(resnet18_dir, tmp_path):
+    """The JPEG sweep on a zoo model over the real photos (colour, 4:2:0 chroma
+    subsampling by Pillow's default), beside the shipped LeNet-5."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from pixjax.evaluation.predict import predict
+
+    wd = tmp_path / "pa"
+    args = ["run", "pipeline-artefacts", "--workdir", str(wd), "--preset", "smoke"]
+    args += ["datasets=", "defence_pipelines=", "random_nums=", "limit=50"]
+    args += ["zoo_model=resnet18", f"zoo_checkpoint={resnet18_dir}"]
+    args += ["jpeg_qualities=90,10", "eval_batch_size=8"]
+    assert cli.main(args) == 0
+    res = json.loads((wd / "results.json").read_text())
+    assert res["matrices"] == []
+    lenet, zoo = res["jpeg"]
+    assert zoo["labels_from_model"] and zoo["images"] == 6
+    photos = data.load("photos:sample")
+    module, variables, _ = checkpoints.load_model(resnet18_dir, arch="resnet18")
+    clean, _ = predict(module.apply, variables, photos.images, 8)
+    for cell in zoo["cells"]:
+        jpeg = []
+        for im in photos.images:
+            buf = io.BytesIO()
+            Image.fromarray(im).save(buf, format="JPEG", quality=cell["quality"])
+            jpeg.append(np.asarray(Image.open(io.BytesIO(buf.getvalue()))))
+        pred, _ = predict(module.apply, variables, np.stack(jpeg), 8)
+        assert cell["flips"] == int(np.sum(pred != clean))
+        assert cell["clean_correct"] == 6 and cell["pixels"]["max_abs"] > 0
+
+
 @pytest.mark.parametrize("arch", ["alexnet", "vgg11", "densenet121", "squeezenet1_1"])
 def test_main_job_runs_one_model_per_family(arch, tmp_path):
     """ResNet is covered above; random weights suffice to run the whole pipeline."""

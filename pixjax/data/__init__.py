@@ -3,6 +3,7 @@
 Dataset specs (strings, so that a command line can name them):
 
 * ``"mnist-sample"`` — the embedded 5000-image real MNIST sample (default; no network).
+* ``"fashion-sample"`` — the embedded 5000-image real Fashion-MNIST sample (no network).
 * ``"idx:DIR"`` — an MNIST / Fashion-MNIST style folder of IDX files (``.gz`` or raw).
 * ``"folder:DIR"`` — images in one sub-folder per class, or a flat unlabelled folder.
 * ``"photos:DIR"`` — every image file in a folder (or one file), ImageNet-preprocessed
@@ -22,9 +23,19 @@ from pixjax.data.base import (
     check_positive_int,
     to_float,
 )
-from pixjax.data.bundled import load_mnist_sample
+from pixjax.data.bundled import load_fashion_sample, load_mnist_sample
 
-KINDS = ("mnist-sample", "idx:DIR", "folder:DIR", "photos:DIR", "tfds:NAME")
+KINDS = (
+    "mnist-sample",
+    "fashion-sample",
+    "idx:DIR",
+    "folder:DIR",
+    "photos:DIR",
+    "tfds:NAME",
+)
+
+# The bundled samples, by spec.
+_SAMPLES = {"mnist-sample": load_mnist_sample, "fashion-sample": load_fashion_sample}
 
 __all__ = [
     "Dataset",
@@ -34,6 +45,7 @@ __all__ = [
     "check_labels",
     "check_positive_int",
     "load",
+    "load_fashion_sample",
     "load_mnist_sample",
     "to_float",
 ]
@@ -43,7 +55,8 @@ def load(spec: str = "mnist-sample", split: str = "test", **kwargs) -> Dataset:
     """Loads a dataset named by ``spec``.
 
     Args:
-      spec: one of ``"mnist-sample"``, ``"idx:DIR"``, ``"folder:DIR"``, ``"tfds:NAME"``.
+      spec: one of ``"mnist-sample"``, ``"fashion-sample"``, ``"idx:DIR"``,
+        ``"folder:DIR"``, ``"photos:DIR"``, ``"tfds:NAME"``.
       split: ``"train"``, ``"test"`` or ``"all"`` (folder datasets ignore it unless the
         folder has ``train/`` and ``test/`` sub-folders; tfds accepts its own split
         syntax, e.g. ``"test[:1000]"``).
@@ -61,12 +74,10 @@ def load(spec: str = "mnist-sample", split: str = "test", **kwargs) -> Dataset:
         raise ValueError(f"dataset: expected one of {KINDS}, got {spec!r}")
     kind, _, arg = spec.partition(":")
     limit = kwargs.pop("limit", None)
-    if kind == "mnist-sample" and not arg:
+    if kind in _SAMPLES and not arg:
         if kwargs:
-            raise ValueError(
-                f"dataset mnist-sample takes no options, got {sorted(kwargs)}"
-            )
-        data = load_mnist_sample(split)
+            raise ValueError(f"dataset {kind} takes no options, got {sorted(kwargs)}")
+        data = _SAMPLES[kind](split)
     elif kind == "idx" and arg:
         from pixjax.data.idx import load_idx
 
