@@ -358,8 +358,9 @@ def matrix_study(
         pick = flipped[: config.examples]
         figures["flipped"] = {
             "flip_rate": worst[0],
-            "title": f"{task.test.name} {task.size}px: trained on {task.pipelines[i]}, "
-            f"served {task.pipelines[j]}",
+            "suptitle": f"{task.test.name} {task.size}px: trained on "
+            f"{task.pipelines[i]}, served {task.pipelines[j]} (red: flipped)",
+            "original_title": f"trained on\n{task.pipelines[i]}".replace("|", "\n"),
             "index": pick.tolist(),
             "labels": labels[pick].tolist(),
             "clean_pred": out.clean_pred[pick].tolist(),
@@ -522,68 +523,44 @@ def compute(
 # --- write / plots / report (from the results document alone) -------------------------
 
 
+def _with_ci(name: str, value, ci) -> dict[str, Any]:
+    """CSV columns ``name``, ``name_ci_lo``, ``name_ci_hi``."""
+    return {name: value, f"{name}_ci_lo": ci[0], f"{name}_ci_hi": ci[1]}
+
+
 def write(workdir: pathlib.Path, doc: dict[str, Any]) -> None:
     """``results.csv``: one row per evaluated cell (matrix cells, JPEG qualities,
     pipelines and random changes on FGSM examples)."""
     rows = []
     for m in doc["matrices"]:
         for r in m["matrix"]:
-            for c in r["cells"]:
-                rows.append(
-                    {
-                        "study": "matrix",
-                        "dataset": m["dataset"],
-                        "size": m["size"],
-                        "train": r["train"],
-                        "serve": c["serve"],
-                        "accuracy": c["accuracy"],
-                        "accuracy_ci_lo": c["accuracy_ci"][0],
-                        "accuracy_ci_hi": c["accuracy_ci"][1],
-                        "flip_rate": c["flip_rate"],
-                        "flip_rate_ci_lo": c["flip_rate_ci"][0],
-                        "flip_rate_ci_hi": c["flip_rate_ci"][1],
-                        "mcnemar_p": c["mcnemar"]["p_value"],
-                    }
-                )
+            rows += [
+                {"study": "matrix", "dataset": m["dataset"], "size": m["size"]}
+                | {"train": r["train"], "serve": c["serve"]}
+                | _with_ci("accuracy", c["accuracy"], c["accuracy_ci"])
+                | _with_ci("flip_rate", c["flip_rate"], c["flip_rate_ci"])
+                | {"mcnemar_p": c["mcnemar"]["p_value"]}
+                for c in r["cells"]
+            ]
     for j in doc["jpeg"]:
-        for c in j["cells"]:
-            rows.append(
-                {
-                    "study": "jpeg",
-                    "dataset": j["target"],
-                    "serve": c["pipeline"],
-                    "accuracy": c["accuracy"],
-                    "accuracy_ci_lo": c["accuracy_ci"][0],
-                    "accuracy_ci_hi": c["accuracy_ci"][1],
-                    "flip_rate": c["flip_rate"],
-                    "flip_rate_ci_lo": c["flip_rate_ci"][0],
-                    "flip_rate_ci_hi": c["flip_rate_ci"][1],
-                }
-            )
+        rows += [
+            {"study": "jpeg", "dataset": j["target"], "serve": c["pipeline"]}
+            | _with_ci("accuracy", c["accuracy"], c["accuracy_ci"])
+            | _with_ci("flip_rate", c["flip_rate"], c["flip_rate_ci"])
+            for c in j["cells"]
+        ]
     d = doc["defences"]
-    for p in d["pipelines"]:
-        rows.append(
-            {
-                "study": "fgsm_defence",
-                "serve": p["pipeline"],
-                "recovered_rate": p["recovered_rate"],
-                "recovered_ci_lo": p["recovered_ci"][0],
-                "recovered_ci_hi": p["recovered_ci"][1],
-                "flip_rate": p["clean_flip_rate"],
-                "flip_rate_ci_lo": p["clean_flip_rate_ci"][0],
-                "flip_rate_ci_hi": p["clean_flip_rate_ci"][1],
-            }
-        )
-    for r in d["random"]:
-        rows.append(
-            {
-                "study": "fgsm_random_changes",
-                "serve": r["label"],
-                "recovered_rate": r["recovered_rate"],
-                "recovered_ci_lo": r["recovered_ci"][0],
-                "recovered_ci_hi": r["recovered_ci"][1],
-            }
-        )
+    rows += [
+        {"study": "fgsm_defence", "serve": p["pipeline"]}
+        | _with_ci("recovered_rate", p["recovered_rate"], p["recovered_ci"])
+        | _with_ci("flip_rate", p["clean_flip_rate"], p["clean_flip_rate_ci"])
+        for p in d["pipelines"]
+    ]
+    rows += [
+        {"study": "fgsm_random_changes", "serve": r["label"]}
+        | _with_ci("recovered_rate", r["recovered_rate"], r["recovered_ci"])
+        for r in d["random"]
+    ]
     keys = list(dict.fromkeys(k for r in rows for k in r))
     nan = float("nan")
     common.write_csv_atomic(
@@ -790,6 +767,43 @@ def _ci(ci) -> str:
     return f"[{_pct(ci[0])}, {_pct(ci[1])}]"
 
 
+def _worst_cell_lines(m: dict[str, Any]) -> list[str]:
+    """The off-diagonal cell with the largest flip rate: per class, where the flipped
+    images go and how sure the model is of the new class."""
+    cells = [
+        (c["flip_rate"], i, j, c)
+        for i, r in enumerate(m["matrix"])
+        for j, c in enumerate(r["cells"])
+        if i != j and c["flips"]
+    ]
+    if not cells:
+        return ["No prediction flipped between any two pipelines.", ""]
+    _, i, j, c = max(cells, key=lambda t: t[0])
+    names = m["class_names"]
+    name = lambda k: names[k] if k < len(names) else str(k)  # noqa: E731
+    moves = sorted(
+        (
+            (n, a, b)
+            for a, row in enumerate(c["flip_confusion"])
+            for b, n in enumerate(row)
+            if n
+        ),
+        reverse=True,
+    )[:3]
+    per_class = ", ".join(
+        f"{name(k)} {_pct(v)}"
+        for k, v in enumerate(c["per_class_flip_rate"])
+        if v is not None
+    )
+    return [
+        f"Largest flip rate: trained on P{i + 1}, served P{j + 1}: {c['flips']} flips; "
+        f"per class (%): {per_class}; most frequent moves: "
+        + ", ".join(f"{name(a)} -> {name(b)} ({n})" for n, a, b in moves)
+        + f"; mean confidence in the new class {reporting.fmt_num(c['flipped_confidence'])}.",
+        "",
+    ]
+
+
 def report(doc: dict[str, Any]) -> str:
     meta = doc["metadata"]
     config = meta["config"]
@@ -851,6 +865,7 @@ def report(doc: dict[str, Any]) -> str:
                 ],
             ),
             "",
+            *_worst_cell_lines(m),
             "Pixel differences between the pipelines' test images (0..255 levels):",
             "",
             reporting.markdown_table(

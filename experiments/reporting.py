@@ -96,6 +96,9 @@ def example_grid(
     labels: np.ndarray,
     clean_pred: np.ndarray,
     class_names: Sequence[str],
+    *,
+    original_title: str = "original",
+    suptitle: str = "pixel-changed examples (red: prediction flipped)",
 ) -> None:
     """A grid: first row the originals, then one row per configuration.
 
@@ -103,6 +106,7 @@ def example_grid(
       originals: ``[M, H, W, C]`` float in ``[0, 1]``.
       rows: ``(title, changed [M, H, W, C], pred [M])`` per configuration.
       labels, clean_pred: ``[M]``.
+      original_title, suptitle: the first row's label and the figure's title.
     """
     plt = _plt()
     m = originals.shape[0]
@@ -136,8 +140,8 @@ def example_grid(
                 color="red" if flipped else "black",
             )
         axes[i, 0].set_ylabel(title, fontsize=7)
-    axes[0, 0].set_ylabel("original", fontsize=7)
-    fig.suptitle("pixel-changed examples (red: prediction flipped)", fontsize=9)
+    axes[0, 0].set_ylabel(original_title, fontsize=7)
+    fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout()
     save_figure_atomic(fig, path)
     plt.close(fig)
@@ -157,7 +161,8 @@ def examples_figure(
     Args:
       examples: ``{"original": packed [M, H, W, C], "labels": [M], "clean_pred": [M],
         "rows": [{"title", "images": packed [M, H, W, C], "pred": [M]}, ...]}`` with
-        the images packed by :func:`pixjax.experiments.common.pack_uint8` (uint8).
+        the images packed by :func:`pixjax.experiments.common.pack_uint8` (uint8);
+        optionally ``"original_title"`` and ``"suptitle"`` (see :func:`example_grid`).
       class_names: the dataset's class names.
     """
     from pixjax.experiments.common import unpack_uint8
@@ -174,4 +179,5 @@ def examples_figure(
         np.asarray(examples["labels"]),
         np.asarray(examples["clean_pred"]),
         class_names,
+        **{k: examples[k] for k in ("original_title", "suptitle") if k in examples},
     )
