@@ -217,6 +217,9 @@ def test_coefficients_by_hand():
 
 
 def test_jit_vmap_and_identity():
+    from pixjax.perturb import pipeline
+
+    assert pipeline.resize is resample.resize  # the name for it
     x = _images((28, 28), 1, 0)
     f = jax.jit(lambda im: resample.resize(im, (64, 64), "lanczos"))
     np.testing.assert_array_equal(f(x), _pillow(x, (64, 64), "lanczos"))

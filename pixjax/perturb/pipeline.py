@@ -89,7 +89,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+# The Pillow-exact JAX resize (jit-able; see pixjax.perturb.resample), exposed here as
+# the pipeline module's in-graph counterpart of the "resize:pillow:..." step.
+from pixjax.perturb.resample import resize
+
 __all__ = [
+    "resize",
     "JPEG_SUBSAMPLING",
     "LIBRARIES",
     "STEPS",
