@@ -51,6 +51,7 @@ from pixjax.perturb import pipeline as pl
 
 DESCRIPTION = "pipeline artefacts: resize / JPEG / dtype differences between libraries"
 MODELS_DIR = "models"
+MAX_SIZE = 1024  # the largest side of the matrix's resized images
 AMPLIFY = 8  # difference images are shown as min(255, |a - b| * AMPLIFY)
 SUBSAMPLING = (None, "444", "422", "420")
 # the summary fields kept per evaluated cell (the rest of summarize() is per class)
@@ -108,22 +109,22 @@ def _pipeline(spec: str, field: str) -> pl.Pipeline:
         raise common.ConfigError(f"{field}: {e}") from None
 
 
-def _check_output(p: pl.Pipeline, images: np.ndarray, shape, field: str) -> None:
-    """``p`` must turn uint8 ``images`` into uint8 images of ``shape`` (one image is
-    run: a pipeline's output shape is only known by running it)."""
+def _check_output(p: pl.Pipeline, shape, expected, field: str) -> None:
+    """``p`` must turn uint8 images of ``shape`` ``(H, W, C)`` into uint8 images of
+    ``expected`` (checked without running it: nothing is computed in validation)."""
     if pl.output_dtype(p, np.uint8) != np.uint8:
         raise common.ConfigError(
             f"{field}: {str(p)!r} ends in float32; end it with uint8:round, "
             "uint8:trunc or uint8:wrap (the model takes 8-bit images)"
         )
     try:
-        out = pl.apply(p, images[:1])
-    except (ValueError, ImportError) as e:
+        out = pl.output_shape(p, (1, *shape))
+    except ValueError as e:
         raise common.ConfigError(f"{field}: {e}") from None
-    if out.shape[1:] != tuple(shape):
+    if out[1:] != tuple(expected):
         raise common.ConfigError(
-            f"{field}: {str(p)!r} turns {images.shape[1:]} images into "
-            f"{out.shape[1:]}, expected {tuple(shape)}"
+            f"{field}: {str(p)!r} turns {tuple(shape)} images into {out[1:]}, "
+            f"expected {tuple(expected)}"
         )
 
 
@@ -150,9 +151,10 @@ def validate(config: Config) -> Setup:
         if len(set(values)) != len(values):
             raise common.ConfigError(f"{field}: repeated entries in {list(values)}")
     for s in config.sizes:
-        if isinstance(s, bool) or not isinstance(s, int) or s < 1:
+        if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= MAX_SIZE:
             raise common.ConfigError(
-                f"sizes: expected positive integers (pixels), got {list(config.sizes)}"
+                f"sizes: expected integers 1..{MAX_SIZE} (pixels per side of the "
+                f"resized images a LeNet-5 is trained on), got {list(config.sizes)}"
             )
     if len(set(config.pipelines)) != len(config.pipelines) or len(config.pipelines) < 2:
         raise common.ConfigError(
@@ -202,7 +204,10 @@ def validate(config: Config) -> Setup:
                     )
                 p = _pipeline(template.replace("{size}", str(size)), "pipelines")
                 _check_output(
-                    p, train.images, (size, size, train.image_shape[2]), "pipelines"
+                    p,
+                    train.image_shape,
+                    (size, size, train.image_shape[2]),
+                    "pipelines",
                 )
                 ps.append(p)
             tasks.append(Task(name, size, tuple(ps), train, test))
@@ -210,7 +215,7 @@ def validate(config: Config) -> Setup:
     dataset = data.load(config.dataset, config.split, limit=config.limit)
     for p in jpeg + defences:
         field = "defence_pipelines" if p in defences else "jpeg_qualities"
-        _check_output(p, dataset.images, dataset.image_shape, field)
+        _check_output(p, dataset.image_shape, dataset.image_shape, field)
     if config.random_nums:
         common.require_nums(config, "random_nums", dataset.image_shape, False)
     module, variables, meta = common.load_checkpoint(
@@ -232,7 +237,9 @@ def validate(config: Config) -> Setup:
     if config.zoo_model is not None:
         zoo_data = data.load(config.zoo_dataset, "test")
         for p in jpeg:
-            _check_output(p, zoo_data.images, zoo_data.image_shape, "jpeg_qualities")
+            _check_output(
+                p, zoo_data.image_shape, zoo_data.image_shape, "jpeg_qualities"
+            )
         zmod, zvars, zmeta = common.load_checkpoint(
             config.zoo_model, config.zoo_checkpoint, zoo_data.image_shape
         )

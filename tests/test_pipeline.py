@@ -645,3 +645,17 @@ def test_library_versions_and_parity_table(digits):
         pl.parity_table(digits, ["png"])
     with pytest.raises(ValueError, match="distinct"):
         pl.parity_table(digits, ["png", " png "])
+
+
+def test_output_shape_is_static_and_checked():
+    spec = "crop:1:2:3:4|resize:pillow:bilinear:20x30|jpeg:75"
+    assert pl.output_shape(spec, (5, 28, 28, 1)) == (5, 20, 30, 1)
+    x = np.zeros((2, 28, 28, 1), np.uint8)
+    assert pl.apply(spec, x).shape == (2, 20, 30, 1)
+    assert pl.output_shape("shift:1:-1|png", (1, 8, 9, 3)) == (1, 8, 9, 3)
+    with pytest.raises(ValueError, match="step 2"):
+        pl.output_shape("resize:pillow:bilinear:8|bgr", (1, 28, 28, 1))
+    with pytest.raises(ValueError, match="input_shape"):
+        pl.output_shape("png", (28, 28, 1))
+    with pytest.raises(ValueError, match="callable"):
+        pl.output_shape(lambda x: x, (1, 4, 4, 1))

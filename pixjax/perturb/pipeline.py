@@ -95,6 +95,7 @@ from pixjax.perturb.resample import resize
 
 __all__ = [
     "resize",
+    "output_shape",
     "JPEG_SUBSAMPLING",
     "LIBRARIES",
     "STEPS",
@@ -590,6 +591,38 @@ def output_dtype(pipeline: Pipeline | Step | str, input_dtype) -> np.dtype:
             "only by running it; expected a Pipeline, Step or spec string"
         )
     return _walk(pipeline.steps, _pipeline_dtype(input_dtype, "input_dtype"), None)[0]
+
+
+def output_shape(
+    pipeline: Pipeline | Step | str, input_shape: Sequence[int], input_dtype=np.uint8
+) -> tuple[int, int, int, int]:
+    """The ``[N, H, W, C]`` shape a pipeline's output has, known without running it
+    (and every step checked against the shape and dtype it will meet, the optional
+    libraries imported).
+
+    Args:
+      pipeline: a :class:`Pipeline`, :class:`Step` or spec string.
+      input_shape: ``[N, H, W, C]`` of the images it will get.
+      input_dtype: uint8, or a floating dtype.
+
+    Raises:
+      ValueError: a callable ``pipeline``, a bad shape, or a step that cannot take its
+        input (naming the step), or an optional library that is not installed (naming
+        the extra that installs it).
+    """
+    pipeline = as_pipeline(pipeline)
+    if not isinstance(pipeline, Pipeline):
+        raise ValueError(
+            f"pipeline: the output shape of the callable {_name(pipeline)!r} is known "
+            "only by running it; expected a Pipeline, Step or spec string"
+        )
+    shape = tuple(int(d) for d in input_shape)
+    if len(shape) != 4 or min(shape) < 1:
+        raise ValueError(
+            f"input_shape: expected [N, H, W, C] positive integers, got {input_shape!r}"
+        )
+    dtype = _pipeline_dtype(input_dtype, "input_dtype")
+    return _walk(pipeline.steps, dtype, shape, imports=True)[1]
 
 
 def _pipeline_dtype(dtype, argument: str) -> np.dtype:
