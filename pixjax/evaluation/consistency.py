@@ -30,9 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pixjax.data.base import Dataset, check_labels, check_positive_int, to_float
+from pixjax.data.base import Dataset, check_labels, check_positive_int
 from pixjax.evaluation.metrics import mcnemar
-from pixjax.evaluation.predict import classify, map_batches
+from pixjax.evaluation.predict import forward_probs, map_batches
 from pixjax.evaluation.summary import Z95, summarize, wilson_interval
 from pixjax.perturb import pipeline as pl
 
@@ -185,22 +185,6 @@ def _require_uint8(dtype: np.dtype, which: str, label: str) -> None:
             "model is compared on the uint8 pixels it would be served: end the "
             "pipeline with 'uint8:round' (or uint8:trunc)"
         )
-
-
-@functools.lru_cache(maxsize=32)
-def _forward_probs(apply_fn: Callable) -> Callable:
-    """Jitted ``(variables, uint8 images [B, H, W, C]) -> (labels [B], confidence
-    [B], probabilities [B, K])``: :func:`pixjax.evaluation.predict.classify` (the
-    prediction of pixjax everywhere) plus the softmax, with the same uint8 -> float
-    conversion as :func:`pixjax.evaluation.predict.predict`."""
-
-    @jax.jit
-    def fwd(variables, images):
-        logits = apply_fn(variables, to_float(images))
-        labels, confidence = classify(logits)
-        return labels, confidence, jax.nn.softmax(logits, -1)
-
-    return fwd
 
 
 # -------------------------------------------------------------------------- the work
@@ -376,7 +360,7 @@ def _num_classes(net: _Model, shape: Sequence[int]) -> int:
     """The model's number of logits for uint8 images of ``shape`` (shape-only)."""
     try:
         out = jax.eval_shape(
-            _forward_probs(net.apply_fn),
+            forward_probs(net.apply_fn),
             net.variables,
             jax.ShapeDtypeStruct((1, *shape), jnp.uint8),
         )
@@ -393,7 +377,7 @@ def _num_classes(net: _Model, shape: Sequence[int]) -> int:
 def _classify_both(
     net: _Model, train: np.ndarray, serve: np.ndarray, batch_size: int
 ) -> dict[str, np.ndarray]:
-    fwd = _forward_probs(net.apply_fn)
+    fwd = forward_probs(net.apply_fn)
     kw = {"batch_size": batch_size, "broadcast": (net.variables,)}
     t_pred, _, t_probs = map_batches(fwd, [train], **kw)
     s_pred, s_conf, s_probs = map_batches(fwd, [serve], **kw)

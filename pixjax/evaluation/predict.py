@@ -171,6 +171,21 @@ def forward(apply_fn: Callable[..., jax.Array]) -> Callable[..., Any]:
     return fwd
 
 
+@functools.lru_cache(maxsize=32)
+def forward_probs(apply_fn: Callable[..., jax.Array]) -> Callable[..., Any]:
+    """:func:`forward` with the whole softmax: the jitted ``(variables, images [B, H,
+    W, C]) -> (labels [B], confidence [B], probabilities [B, K] float32)``, for callers
+    that need the probability of a class other than the predicted one (e.g.
+    :func:`pixjax.check_pipeline`'s top-1 probability shift)."""
+
+    @jax.jit
+    def fwd(variables, images):
+        logits = apply_fn(variables, to_float(images))
+        return (*classify(logits), jax.nn.softmax(logits, -1))
+
+    return fwd
+
+
 def _check_images(images: Any) -> np.ndarray | jax.Array:
     shape = np.shape(images)
     if len(shape) != 4:
