@@ -11,7 +11,7 @@ from pixjax.perturb import resample
 
 FILTERS = {m: getattr(Image.Resampling, m.upper()) for m in resample.METHODS}
 
-# 56 (input (H, W), output (h, w)) pairs: up, down, 8x both ways, mixed, 1-pixel sides,
+# 59 (input (H, W), output (h, w)) pairs: up, down, 8x both ways, mixed, 1-pixel sides,
 # one side unchanged, the Pillow-13 vertical-first cases and their mirror images.
 PAIRS = [
     ((28, 28), (64, 64)),
@@ -70,6 +70,10 @@ PAIRS = [
     ((100, 100), (7, 13)),
     ((7, 13), (100, 100)),
     ((32, 32), (256, 256)),
+    # huge shrink factors: more than UNROLL_TAPS taps per output pixel (lax.scan path)
+    ((300, 300), (1, 1)),
+    ((300, 7), (1, 300)),
+    ((17, 250), (250, 3)),
 ]
 
 
@@ -121,16 +125,22 @@ def test_grid_has_at_least_50_pairs_both_ways():
     assert len(set(PAIRS)) == len(PAIRS) >= 50
     assert any(i[0] >= 8 * o[0] and i[1] >= 8 * o[1] for i, o in PAIRS)  # 8x down
     assert any(o[0] >= 8 * i[0] and o[1] >= 8 * i[1] for i, o in PAIRS)  # 8x up
+    # Both ways of summing the taps: unrolled, and the scan beyond UNROLL_TAPS taps.
+    taps = [resample.coefficients(i[1], o[1], "lanczos")[1].shape[1] for i, o in PAIRS]
+    assert min(taps) <= resample.UNROLL_TAPS < max(taps)
     # Both pass orders of Pillow 13 occur.
     orders = {resample.vertical_first(i, o, "pillow13") for i, o in PAIRS}
     assert orders == {True, False}
 
 
+@pytest.mark.parametrize("half", [0, 1])
 @pytest.mark.parametrize("method", resample.METHODS)
-def test_uint8_bytes_equal_pillow_grey_and_rgb(method):
+def test_uint8_bytes_equal_pillow_grey_and_rgb(method, half):
     # One call per pair: channels 0..2 are an RGB image, channel 3 a grey one
     # (pixjax resizes channels independently, as Pillow does within "RGB").
     for n, (hw, size) in enumerate(PAIRS):
+        if n % 2 != half:
+            continue
         x = _images(hw, 4, n)
         got = np.asarray(resample.resize(x, size, method))
         assert got.dtype == np.uint8 and got.shape == (2, *size, 4)

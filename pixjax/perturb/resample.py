@@ -239,18 +239,50 @@ def _kernel(k: np.ndarray, axis: int, ndim: int) -> jax.Array:
     return jnp.asarray(k).reshape(k.shape + (1,) * (ndim - axis - 1))
 
 
-# One gather per tap, unrolled: XLA fuses each into the sum. (A single gather of all
-# taps materialises [.., out, ksize, ..] and ran 2-4x slower on the CPU.)
+# Up to this many taps per output pixel the loop over taps is unrolled: one gather per
+# tap, each fused by XLA into the sum (a single gather of all taps materialises
+# [.., out, ksize, ..] and ran 2-4x slower on the CPU). Beyond it (a huge shrink
+# factor: Lanczos 300 -> 1 has 1801 taps) a lax.scan keeps the compile time bounded.
+UNROLL_TAPS = 64
+
+
+def _over_taps(step, state, x: jax.Array, axis: int, idx: np.ndarray, kernels):
+    """``state = step(state, values, kernels_j)`` for each tap ``j``: ``values`` are
+    ``x`` gathered at ``idx[:, j]`` along ``axis``, ``kernels_j`` the tap's
+    coefficients of each array in ``kernels`` (``[out, ksize]``), broadcastable."""
+    ndim = x.ndim
+    if idx.shape[1] <= UNROLL_TAPS:
+        for j in range(idx.shape[1]):
+            ks = [_kernel(k[:, j], axis, ndim) for k in kernels]
+            state = step(state, _take(x, axis, idx[:, j]), ks)
+        return state
+
+    def body(state, tap):
+        i, ks = tap
+        ks = [k.reshape(k.shape + (1,) * (ndim - axis - 1)) for k in ks]
+        return step(state, jnp.take(x, i, axis=axis), ks), None
+
+    taps = (
+        jnp.asarray(idx.T),
+        [jnp.asarray(np.ascontiguousarray(k.T)) for k in kernels],
+    )
+    return jax.lax.scan(body, state, taps)[0]
+
+
+def _out_shape(x: jax.Array, axis: int, out_size: int) -> tuple[int, ...]:
+    return x.shape[:axis] + (out_size,) + x.shape[axis + 1 :]
 
 
 def _pass_uint8(x: jax.Array, axis: int, out_size: int, method: str) -> jax.Array:
     """One 8-bit pass along ``axis`` (1 rows, 2 columns) of int32 ``x`` holding 0..255."""
     first, weights = coefficients(x.shape[axis], out_size, method)
     idx = _taps(first, weights.shape[1], x.shape[axis])
-    k = fixed_point(weights)
-    acc = jnp.int32(1 << (PRECISION_BITS - 1))
-    for j in range(k.shape[1]):  # int32 sums: exact and order-free on any backend
-        acc = acc + _take(x, axis, idx[:, j]) * _kernel(k[:, j], axis, x.ndim)
+
+    def add(acc, values, ks):  # int32 sums: exact and order-free on any backend
+        return acc + values * ks[0]
+
+    acc = jnp.full(_out_shape(x, axis, out_size), 1 << (PRECISION_BITS - 1), jnp.int32)
+    acc = _over_taps(add, acc, x, axis, idx, [fixed_point(weights)])
     return jnp.clip(acc >> PRECISION_BITS, 0, 255)
 
 
@@ -261,15 +293,18 @@ def _pass_float(x: jax.Array, axis: int, out_size: int, method: str) -> jax.Arra
     # The float64 weights as an unevaluated sum hi + lo of two float32s.
     hi = weights.astype(np.float32)
     lo = (weights - hi.astype(np.float64)).astype(np.float32)
-    total = carry = jnp.float32(0)
-    for j in range(weights.shape[1]):
-        v = _take(x, axis, idx[:, j])
-        for w in (hi[:, j], lo[:, j]):
-            term = v * _kernel(w, axis, x.ndim) - carry
+
+    def add(state, values, ks):
+        total, carry = state
+        for k in ks:
+            term = values * k - carry
             new = total + term
             carry = (new - total) - term
             total = new
-    return total
+        return total, carry
+
+    zero = jnp.zeros(_out_shape(x, axis, out_size), jnp.float32)
+    return _over_taps(add, (zero, zero), x, axis, idx, [hi, lo])[0]
 
 
 @functools.partial(jax.jit, static_argnames=("size", "method", "mode", "order"))
