@@ -110,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
         "a model's predictions under both); exit 1 when they differ",
         description="Runs two image pipelines on the same images and reports per "
         "image whether the outputs differ, the largest and mean difference, the "
-        "share of images that differ (Wilson 95%% interval) and, with a checkpoint, "
+        "share of images that differ (Wilson 95% interval) and, with a checkpoint, "
         "the prediction flips and the top-1 probability shift. Pipelines are "
         "strings such as 'resize:pillow:bilinear:64|uint8:round' or "
         "'resize:opencv:linear:64|jpeg:75' (see pixjax.perturb.pipeline).",
@@ -125,8 +125,8 @@ def _parser() -> argparse.ArgumentParser:
         "--images",
         required=True,
         metavar="SPEC",
-        help="a dataset spec (mnist-sample, idx:DIR, folder:DIR, photos:DIR, "
-        "photos:sample, tfds:NAME) or an existing image folder",
+        help="a dataset spec (mnist-sample, fashion-sample, idx:DIR, folder:DIR, "
+        "photos:DIR, photos:sample, tfds:NAME) or an existing image folder",
     )
     k.add_argument(
         "--out",
@@ -194,6 +194,7 @@ def _check_pipeline_command(args: argparse.Namespace, command: str) -> int:
     1 failed, 2 bad input (raised as ValueError / OSError, reported by the caller)."""
     import time
 
+    import numpy as np
     from pixjax.experiments import common
 
     from pixjax import checkpoints, data
@@ -259,10 +260,12 @@ def _check_pipeline_command(args: argparse.Namespace, command: str) -> int:
     if ckpt is not None:
         meta = checkpoints.read_metadata(ckpt)
         arch = args.model or meta["arch"]
-        # loaded at its recorded input; check_pipeline checks the pipelines' output
-        module, variables, _ = common.load_checkpoint(
-            arch, args.checkpoint, tuple(meta["input_shape"])
-        )
+        # the images the model will be fed: the train pipeline's output (known without
+        # running a pipeline string; a callable's only by running it)
+        shape = tuple(meta["input_shape"])
+        if pipeline.output_dtype(args.train, np.uint8) == np.uint8:
+            shape = pipeline.output_shape(args.train, (1, *dataset.image_shape))[1:]
+        module, variables, _ = common.load_checkpoint(arch, args.checkpoint, shape)
         model = (module.apply, variables)
 
     try:

@@ -156,10 +156,14 @@ def validate(config: Config) -> Setup:
                 f"sizes: expected integers 1..{MAX_SIZE} (pixels per side of the "
                 f"resized images a LeNet-5 is trained on), got {list(config.sizes)}"
             )
-    if len(set(config.pipelines)) != len(config.pipelines) or len(config.pipelines) < 2:
+    if len(config.pipelines) < 2:
         raise common.ConfigError(
             "pipelines: expected 2 or more distinct pipelines, got "
             f"{list(config.pipelines)}"
+        )
+    if len(set(config.datasets)) != len(config.datasets):
+        raise common.ConfigError(
+            f"datasets: repeated entries in {list(config.datasets)}"
         )
     if config.jpeg_subsampling not in SUBSAMPLING:
         raise common.ConfigError(
@@ -188,6 +192,11 @@ def validate(config: Config) -> Setup:
     defences = tuple(
         _pipeline(s, "defence_pipelines") for s in config.defence_pipelines
     )
+    for field, ps in (("jpeg_qualities", jpeg), ("defence_pipelines", defences)):
+        if len(set(ps)) != len(ps):
+            raise common.ConfigError(
+                f"{field}: repeated pipelines {[str(p) for p in ps]}"
+            )
 
     tasks = []
     for name in config.datasets:
@@ -203,6 +212,11 @@ def validate(config: Config) -> Setup:
                         "resizes to every entry of sizes)"
                     )
                 p = _pipeline(template.replace("{size}", str(size)), "pipelines")
+                if p in ps:  # the parsed form: case and spelling do not matter
+                    raise common.ConfigError(
+                        f"pipelines: {template!r} is the same pipeline as another "
+                        f"entry ({str(p)!r}); expected distinct pipelines"
+                    )
                 _check_output(
                     p,
                     train.image_shape,
@@ -576,7 +590,9 @@ def write(workdir: pathlib.Path, doc: dict[str, Any]) -> None:
     )
 
 
-def _matrix_figure(path: pathlib.Path, matrices: list[dict[str, Any]]) -> None:
+def _matrix_figure(
+    path: pathlib.Path, matrices: list[dict[str, Any]], templates: list[str]
+) -> None:
     plt = reporting._plt()
     n = len(matrices)
     fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 4.4), squeeze=False)
@@ -613,7 +629,11 @@ def _matrix_figure(path: pathlib.Path, matrices: list[dict[str, Any]]) -> None:
         ax.set_ylabel("trained on", fontsize=8)
         ax.set_title(f"{m['dataset']} -> {m['size']} px: accuracy %", fontsize=8)
         fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
+    legend = "   ".join(
+        f"P{k + 1} = {t.replace('{size}', 'S')}" for k, t in enumerate(templates)
+    )
+    fig.text(0.5, 0.01, legend, ha="center", fontsize=7)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     common.save_figure_atomic(fig, path)
     plt.close(fig)
 
@@ -674,7 +694,8 @@ def plots(workdir: pathlib.Path, doc: dict[str, Any]) -> list[str]:
     files = []
     plt = reporting._plt()
     if doc["matrices"]:
-        _matrix_figure(workdir / "matrix.png", doc["matrices"])
+        templates = list(doc["metadata"]["config"]["pipelines"])
+        _matrix_figure(workdir / "matrix.png", doc["matrices"], templates)
         _difference_figure(workdir / "differences.png", doc)
         files += ["matrix.png", "differences.png"]
     if doc["jpeg"]:
@@ -804,7 +825,8 @@ def _worst_cell_lines(m: dict[str, Any]) -> list[str]:
     )
     return [
         f"Largest flip rate: trained on P{i + 1}, served P{j + 1}: {c['flips']} flips; "
-        f"per class (%): {per_class}; most frequent moves: "
+        f"per class (%, classes without a correct image left out): {per_class}; most "
+        "frequent moves: "
         + ", ".join(f"{name(a)} -> {name(b)} ({n})" for n, a, b in moves)
         + f"; mean confidence in the new class {reporting.fmt_num(c['flipped_confidence'])}.",
         "",

@@ -410,10 +410,14 @@ BAD_SPECS = [
     ("resize:opencv:bilinear:64", 1, r"unknown opencv method 'bilinear'.*'linear'"),
     ("resize:pillow:linear:64", 1, r"unknown pillow method.*'bilinear'"),
     ("resize:jax:bicubic:64", 1, r"unknown jax method.*'cubic'"),
-    ("resize:pillow:bilinear:0", 1, "size must be positive"),
-    ("resize:pillow:bilinear:-3", 1, "size must be positive"),
+    ("resize:pillow:bilinear:0", 1, r"size must be integers 1\.\.16384"),
+    ("resize:pillow:bilinear:-3", 1, r"size must be integers 1\.\.16384"),
+    ("resize:pillow:bilinear:100000", 1, r"size must be integers 1\.\.16384"),
+    ("resize:pillow:bilinear:99999999999999999999", 1, "size must be S"),
+    ("resize:pillow:bilinear:\uff12\uff10", 1, "size must be S"),  # full-width 20
+    ("jpeg:7\u0665", 1, "quality must be an integer"),  # Arabic-Indic 5
     ("resize:pillow:bilinear:64x", 1, "size must be S"),
-    ("resize:pillow:bilinear:64x0", 1, "size must be positive"),
+    ("resize:pillow:bilinear:64x0", 1, r"size must be integers 1\.\.16384"),
     ("resize:pillow:bilinear:x64", 1, "size must be S"),
     ("resize:pillow:bilinear", 1, r"expected resize:LIB:METHOD:SIZE"),
     ("resize:pillow:bilinear:64:aa", 1, "accepted only for.*not pillow"),

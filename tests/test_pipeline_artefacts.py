@@ -15,7 +15,7 @@ from pixjax.experiments.adversarial import fgsm_dataset
 from pixjax import checkpoints, data
 from pixjax.evaluation.predict import predict
 
-SMALL = ["train_limit=128", "test_limit=100", "limit=100", "epochs=1"]
+SMALL = ["progress=false"]  # the smoke preset: 128 / 100 digits, 1 epoch
 
 
 def _pillow_resize(images, size, method):
@@ -152,6 +152,13 @@ def test_rerun_after_a_lost_epoch_is_identical(smoke_run, tmp_path):
         ("jpeg_qualities=101", "quality"),
         ("jpeg_subsampling=411", "jpeg_subsampling"),
         ("sizes=0", "sizes"),
+        ("sizes=100000", "1..1024"),
+        (
+            "pipelines=resize:pillow:bilinear:{size},RESIZE:Pillow:bilinear:{size}",
+            "same",
+        ),
+        ("datasets=mnist-sample,mnist-sample", "repeated"),
+        ("jpeg_qualities=50,50", "repeated"),
         ("zoo_model=resnet18", "zoo_checkpoint"),
         ("defence_pipelines=resize:pillow:bilinear:14", "expected (28, 28, 1)"),
         ("eps=-1", "eps"),

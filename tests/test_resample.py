@@ -248,6 +248,7 @@ def test_jit_vmap_and_identity():
         ({"mode": "int"}, "mode: expected one of"),
         ({"order": "vertical"}, "order: expected one of"),
         ({"size": (0, 5)}, "size: expected"),
+        ({"size": (10**9, 1)}, r"integers 1\.\.16384"),
         ({"size": (5, -1)}, "size: expected"),
         ({"size": 5}, "size: expected"),
         ({"size": (5.0, 5)}, "size: expected"),

@@ -91,7 +91,7 @@ import numpy as np
 
 # The Pillow-exact JAX resize (jit-able; see pixjax.perturb.resample), exposed here as
 # the pipeline module's in-graph counterpart of the "resize:pillow:..." step.
-from pixjax.perturb.resample import resize
+from pixjax.perturb.resample import MAX_SIDE, resize
 
 __all__ = [
     "resize",
@@ -228,7 +228,7 @@ class _StepError(ValueError):
 
 
 def _int(field: str, what: str, accepted: str) -> int:
-    if not re.fullmatch(r"[+-]?\d+", field):
+    if not re.fullmatch(r"[+-]?[0-9]{1,9}", field):  # ASCII digits, no huge ints
         raise _StepError(f"{what} must be {accepted}, got {field!r}")
     return int(field)
 
@@ -244,16 +244,16 @@ def _fields(fields: list[str], n: int | tuple[int, ...], form: str) -> None:
 
 
 def _parse_size(field: str) -> tuple[int, int]:
-    m = re.fullmatch(r"([+-]?\d+)(?:[xX]([+-]?\d+))?", field)
+    m = re.fullmatch(r"([+-]?[0-9]{1,9})(?:[xX]([+-]?[0-9]{1,9}))?", field)
     if not m:
         raise _StepError(
-            "size must be S (S x S) or HxW (height x width), positive integers, "
+            f"size must be S (S x S) or HxW (height x width), integers 1..{MAX_SIDE}, "
             f"got {field!r}"
         )
     h = int(m.group(1))
     w = h if m.group(2) is None else int(m.group(2))
-    if h < 1 or w < 1:
-        raise _StepError(f"size must be positive integers, got {field!r}")
+    if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
+        raise _StepError(f"size must be integers 1..{MAX_SIDE}, got {field!r}")
     return h, w
 
 
@@ -674,6 +674,8 @@ def _prepare(images, value_range) -> tuple[np.ndarray, float]:
     vr = None
     if value_range is not None:
         try:
+            if isinstance(value_range, str | bytes):
+                raise TypeError
             vr = tuple(float(v) for v in value_range)
         except (TypeError, ValueError):
             vr = ()
