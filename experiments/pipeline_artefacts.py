@@ -12,7 +12,8 @@ each pipeline, next to random pixel changes and the pipelines' cost on clean ima
 ``flipped_examples.png`` (images whose prediction flips between the train and the serve
 pipeline). The models of the matrix are trained under ``WORKDIR/models/`` (resumable
 per epoch); each ends as a model directory ``models/<task>/<i>/model`` (the i-th
-pipeline's LeNet-5, loadable by ``pixjax check-pipeline --checkpoint``). ``pixjax report WORKDIR`` redraws the figures and the report.
+pipeline's LeNet-5, loadable by ``pixjax check-pipeline --checkpoint``).
+``pixjax report WORKDIR`` redraws the figures and the report.
 
 Every evaluation goes through the shared sweep with precomputed variants
 (:func:`pixjax.evaluation.run_variants`): the pipelines run on the host (they are
