@@ -2,7 +2,7 @@
 
 What is timed, on the same uint8 batch:
 
-(a) pixjax ``pixjax.perturb.resample.resize(images, (h, w), method)`` (mode
+(a) pixjax ``pixjax.data.resample.resize(images, (h, w), method)`` (mode
     ``"uint8"``, jit-compiled inside, byte-identical to Pillow): the host numpy
     batch in, a device array out, ``block_until_ready``. The first call (tracing,
     computing the filter coefficients on the host and XLA compilation included) is
@@ -67,8 +67,8 @@ from PIL import Image  # noqa: E402
 
 from benchmarks._common import publish  # noqa: E402
 from pixjax import data  # noqa: E402
+from pixjax.data.resample import resize  # noqa: E402
 from pixjax.perturb import pipeline  # noqa: E402
-from pixjax.perturb.resample import resize  # noqa: E402
 
 SECTION = "Pipeline artefacts: Pillow-exact resize"
 TARGET = 1.0
@@ -325,7 +325,7 @@ def main() -> None:
     cmd = "python benchmarks/bench_pipeline.py" + (" --quick" if quick else "")
     body = (
         f"{datetime.date.today().isoformat()}, `{cmd}`; images / s of "
-        "`pixjax.perturb.resample.resize` (uint8, byte-identical to Pillow; host "
+        "`pixjax.data.resample.resize` (uint8, byte-identical to Pillow; host "
         "numpy batch in, device array out, `block_until_ready`; after a first, "
         f"compiling call, the median of {repeats} samples, each the mean of as many "
         f"calls in a row as last >= {MIN_SAMPLE_S * 1e3:.0f} ms) vs Pillow's "

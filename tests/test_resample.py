@@ -1,4 +1,4 @@
-"""The Pillow-exact JAX resize (pixjax.perturb.resample) against Pillow itself."""
+"""The Pillow-exact JAX resize (pixjax.data.resample) against Pillow itself."""
 
 import jax
 import jax.numpy as jnp
@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pixjax.data import load_mnist_sample
-from pixjax.perturb import resample
+from pixjax.data import load_mnist_sample, resample
 
 FILTERS = {m: getattr(Image.Resampling, m.upper()) for m in resample.METHODS}
 

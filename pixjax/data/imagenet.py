@@ -8,10 +8,13 @@ shapes are static: they are computed from the static input shape with torchvisio
 rounding, so the crop box is exactly torchvision's. Normalisation by the ImageNet mean
 and standard deviation lives inside the models, so the output stays in ``[0, 1]``.
 
-Resampling uses :func:`jax.image.resize` (antialiased bilinear by default), which
-differs slightly from Pillow's fixed-point resampling: on a real photo the mean
-absolute difference from ``torchvision.transforms`` on a PIL image is about 1e-3
-(see ``tests/test_imagenet.py``).
+Resampling: uint8 images go through the Pillow-exact resize
+(:func:`pixjax.data.resample.resize`, bilinear), so :func:`preprocess` of a uint8 photo
+gives exactly the pixels of ``torchvision.transforms`` ``Resize(256)``,
+``CenterCrop(224)`` on the PIL image, the pipeline torchvision's weights were
+evaluated with (tested byte for byte). Float images go through
+:func:`jax.image.resize` (antialiased bilinear), which differs from Pillow's
+fixed-point resampling by up to about one 8-bit level.
 
 :func:`load_photos` is the host-side edge: it decodes files with Pillow and returns a
 :class:`~pixjax.data.base.Dataset` of uint8 ``[N, crop, crop, 3]`` images.
@@ -28,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pixjax.data import resample
 from pixjax.data.base import Dataset, to_float
 from pixjax.data.decode import decode_image
 
@@ -184,10 +188,12 @@ def center_crop(image: jax.Array, size: int | tuple[int, int]) -> jax.Array:
 
 
 def preprocess(image: jax.Array, resize: int = 256, crop: int = 224) -> jax.Array:
-    """ImageNet evaluation preprocessing: :func:`resize_shorter` then :func:`center_crop`.
+    """ImageNet evaluation preprocessing: resize the shorter side, then centre crop.
 
     The pure-JAX counterpart of ``Resize(resize)``, ``CenterCrop(crop)``,
-    ``ToTensor()`` (without ``Normalize``: the models normalise internally).
+    ``ToTensor()`` (without ``Normalize``: the models normalise internally); for a
+    uint8 image byte-exact (the Pillow-exact bilinear resize), for a float image
+    :func:`resize_shorter` (``jax.image.resize``).
 
     Args:
       image: ``[H, W, C]``, uint8 ``0..255`` or float in ``[0, 1]``.
@@ -202,9 +208,15 @@ def preprocess(image: jax.Array, resize: int = 256, crop: int = 224) -> jax.Arra
     """
     image = jnp.asarray(image)
     _check_image(image)
-    if not jnp.issubdtype(image.dtype, jnp.floating):
-        image = to_float(image)
-    return center_crop(resize_shorter(image, resize), crop)
+    if jnp.issubdtype(image.dtype, jnp.floating):
+        return center_crop(resize_shorter(image, resize), crop)
+    if image.dtype != jnp.uint8:
+        to_float(image)  # raises: another integer dtype
+    # uint8: Pillow's own bilinear resize, as torchvision's Resize on a PIL image.
+    shape = resized_shape(*image.shape[:2], resize)
+    if shape != image.shape[:2]:
+        image = resample.resize(image[None], shape, "bilinear")[0]
+    return to_float(center_crop(image, crop))
 
 
 @functools.cache

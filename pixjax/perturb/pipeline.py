@@ -11,7 +11,7 @@ feed a classifier the pixels a given serving stack would produce, and
 :func:`parity_table` measures how far apart the stacks are.
 
 Everything here runs on the host: plain numpy, Pillow, OpenCV, torchvision, and
-eager (not jitted by this module) ``jax.image.resize`` / :mod:`pixjax.perturb.resample`
+eager (not jitted by this module) ``jax.image.resize`` / :mod:`pixjax.data.resample`
 calls on the CPU device. Keep it out of jitted code; precompute the variants and sweep
 over them.
 
@@ -68,7 +68,7 @@ Resize libraries (each imported only when a step uses it):
   ``jax.image.resize`` gives uint8 images (so a model fed by it sees values such as
   ``127.4``), and it is the point of the step; add ``uint8:round`` to quantise.
   (``nearest``, which jax leaves uint8, gives the input's values as float32.)
-* ``pixjax``: :func:`pixjax.perturb.resample.resize`, Pillow's filters in JAX, made
+* ``pixjax``: :func:`pixjax.data.resample.resize`, Pillow's filters in JAX, made
   to give Pillow's bytes for uint8 images (mode ``"uint8"``; float32 images: mode
   ``"float"``, Pillow's mode ``"F"``), on the CPU device.
 
@@ -89,9 +89,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-# The Pillow-exact JAX resize (jit-able; see pixjax.perturb.resample), exposed here as
+# The Pillow-exact JAX resize (jit-able; see pixjax.data.resample), exposed here as
 # the pipeline module's in-graph counterpart of the "resize:pillow:..." step.
-from pixjax.perturb.resample import MAX_SIDE, resize
+from pixjax.data.resample import MAX_SIDE, resize
 
 __all__ = [
     "resize",
@@ -466,10 +466,10 @@ def _import_library(lib: str, where: str):
             ) from None
     if lib == "pixjax":
         try:
-            from pixjax.perturb import resample
+            from pixjax.data import resample
         except ImportError as e:
             raise ValueError(
-                f"{where}: pixjax.perturb.resample is not available ({e})"
+                f"{where}: pixjax.data.resample is not available ({e})"
             ) from None
         return resample
     return None
@@ -898,7 +898,7 @@ def _resize_jax(x: np.ndarray, method: str, h: int, w: int, antialias: bool | No
 def _resize_pixjax(x: np.ndarray, method: str, h: int, w: int) -> np.ndarray:
     import jax
 
-    from pixjax.perturb.resample import resize
+    from pixjax.data.resample import resize
 
     mode = "uint8" if x.dtype == np.uint8 else "float"
     return np.asarray(resize(jax.device_put(x, _cpu()), (h, w), method, mode=mode))
