@@ -604,6 +604,7 @@ def test_difference_stats_on_hand_made_arrays():
     s = pl.difference_stats(a, b)
     assert s["max_abs"] == 4 and s["mean_abs"] == 6 / 8
     assert s["share_values_differing"] == 2 / 8 and s["share_images_differing"] == 0.5
+    assert s["mse"] == pytest.approx(20 / 8)
     assert s["psnr_db"] == pytest.approx(10 * math.log10(255**2 / (20 / 8)))
     assert s["exact"] is False
     np.testing.assert_array_equal(s["per_image_max_abs"], [4, 0])

@@ -47,7 +47,6 @@ float values).
 from __future__ import annotations
 
 import functools
-import io
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -61,6 +60,7 @@ from pixjax import driver, sharding
 from pixjax.data.base import check_images, check_labels, check_positive_int, to_float
 from pixjax.evaluation.predict import map_batches
 from pixjax.keys import purpose_keys
+from pixjax.perturb import pipeline
 from pixjax.search import differential
 from pixjax.search.differential import DESettings
 from pixjax.types import PRNGKey
@@ -670,17 +670,10 @@ def changed_pixels(original: np.ndarray, changed: np.ndarray) -> np.ndarray:
 
 def png_round_trip(images: np.ndarray) -> np.ndarray:
     """uint8 ``[N, H, W, C]`` after saving each image as a PNG (Pillow, in memory) and
-    decoding it again (lossless: the same bytes)."""
-    from PIL import Image
-
-    out = []
-    for im in np.asarray(images, np.uint8):
-        buf = io.BytesIO()
-        Image.fromarray(im[..., 0] if im.shape[-1] == 1 else im).save(buf, "PNG")
-        buf.seek(0)
-        back = np.asarray(Image.open(buf))
-        out.append(back.reshape(im.shape))
-    return np.stack(out) if out else np.asarray(images, np.uint8)
+    decoding it again (lossless: the same bytes): the ``png`` step of
+    :mod:`pixjax.perturb.pipeline`."""
+    images = np.asarray(images, np.uint8)
+    return pipeline.apply("png", images) if len(images) else images
 
 
 @functools.lru_cache(maxsize=16)

@@ -330,7 +330,7 @@ def check_pipeline(
             "max_abs": stats["per_image_max_abs"],
             "mean_abs": stats["per_image_mean_abs"],
             "share_values": stats["share_values_differing"],
-            "mse": _mse(stats["psnr_db"]),
+            "mse": stats["mse"],
         }
         if net is not None:
             part.update(_classify_both(net, outs["train"], outs["serve"], batch_size))
@@ -349,11 +349,6 @@ def check_pipeline(
         num_classes=num_classes,
         with_model=net is not None,
     )
-
-
-def _mse(psnr_db: float) -> float:
-    """The mean squared difference back from ``difference_stats``' PSNR."""
-    return 0.0 if math.isinf(psnr_db) else 255.0**2 / 10.0 ** (psnr_db / 10.0)
 
 
 def _num_classes(net: _Model, shape: Sequence[int]) -> int:

@@ -980,13 +980,14 @@ def _op_crop(x: np.ndarray, args: tuple, where: str) -> np.ndarray:
 
 
 def _op_shift(x: np.ndarray, args: tuple, where: str) -> np.ndarray:
+    # pixjax.perturb.shifts.shift (zero fill), on the host CPU device
+    import jax
+
+    from pixjax.perturb.shifts import shift
+
     dy, dx = args
-    h, w = x.shape[1], x.shape[2]
-    out = np.zeros_like(x)
-    out[:, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = x[
-        :, max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)
-    ]
-    return out
+    moved = jax.vmap(lambda im: shift(im, dy, dx))(jax.device_put(x, _cpu()))
+    return np.asarray(moved)
 
 
 _OPS: dict[str, Callable[[np.ndarray, tuple, str], np.ndarray]] = {
@@ -1014,7 +1015,8 @@ def difference_stats(a, b) -> dict[str, Any]:
 
     Returns:
       A dict: ``max_abs``, ``mean_abs`` (of ``|a - b|``), ``share_values_differing``
-      (fraction of values with ``a != b``), ``share_images_differing``, ``psnr_db``
+      (fraction of values with ``a != b``), ``share_images_differing``, ``mse`` (mean
+      squared difference), ``psnr_db``
       (``10 log10(255^2 / MSE)``; ``math.inf`` when identical), ``exact`` (bool), all
       Python scalars, plus float64 ``[N]`` arrays ``per_image_max_abs`` and
       ``per_image_mean_abs``.
@@ -1042,6 +1044,7 @@ def difference_stats(a, b) -> dict[str, Any]:
         "mean_abs": float(d.mean()),
         "share_values_differing": float(np.mean(a64 != b64)),
         "share_images_differing": float(np.mean(per.max(axis=1) > 0)),
+        "mse": mse,
         "psnr_db": math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse),
         "exact": max_abs == 0,
         "per_image_max_abs": per.max(axis=1),
