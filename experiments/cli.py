@@ -78,6 +78,37 @@ def _parser() -> argparse.ArgumentParser:
         help="delete the run already in --workdir (another configuration) and start "
         "afresh; without it a workdir resumes its own run and refuses any other",
     )
+    j = r.add_argument_group(
+        "multi-process job (jax.distributed; see README 'Several processes and hosts')",
+        "Run the same command once per host (process); process 0 hosts the "
+        "coordinator and alone writes the workdir, which must be shared. Defaults "
+        "come from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID.",
+    )
+    j.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
+    j.add_argument("--num-processes", metavar="N", help="processes in the job")
+    j.add_argument("--process-id", metavar="I", help="this process, 0..N-1")
+    j.add_argument(
+        "--distributed",
+        action="store_true",
+        help="detect the job from SLURM / Cloud TPU / Open MPI (what "
+        "jax.distributed.initialize() detects) for whatever is not given",
+    )
+    j.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=float,
+        default=120.0,
+        help="the job must form (every process connected) within this time "
+        "(default 120)",
+    )
+    j.add_argument(
+        "--heartbeat-timeout",
+        metavar="SECONDS",
+        type=int,
+        default=60,
+        help="a process silent this long is declared dead and the job stops "
+        "(default 60)",
+    )
     rep = sub.add_parser(
         "report",
         help="rebuild report.md and the figures of a finished run from its results.json",
@@ -385,14 +416,31 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"wrote {args.workdir}: {', '.join(files)}")
         return 0
+    from pixjax import distributed
+
     try:
         if not args.workdir.strip():
             raise ValueError("workdir: expected a directory path, got ''")
+        job = distributed.job_from(
+            args.coordinator,
+            args.num_processes,
+            args.process_id,
+            auto=args.distributed,
+            timeout_s=args.timeout,
+            heartbeat_timeout_s=args.heartbeat_timeout,
+        )
         module, configs = get_experiment(args.experiment)
         config = common.apply_overrides(configs.get_config(args.preset), args.overrides)
         if args.show_config:
             print(config)
             return 0
+        if job is not None:
+            distributed.initialize(job)
+    except (ValueError, OSError, distributed.JobError) as e:
+        print(f"pixjax: error: {e}", file=sys.stderr)
+        return 2
+    code = 0
+    try:
         common.run_experiment(
             args.experiment,
             module,
@@ -403,8 +451,22 @@ def main(argv: list[str] | None = None) -> int:
         )
     except (ValueError, OSError) as e:
         print(f"pixjax: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        code = 2
+    except Exception as e:
+        if not distributed.is_multiprocess():
+            raise
+        import jax
+
+        if isinstance(e, jax.errors.JaxRuntimeError):
+            # A collective failed: another process of the job died.
+            print(f"pixjax: error: {distributed.stopped_message(e)}", file=sys.stderr)
+        else:  # a bug: its traceback, then leave the job at once
+            import traceback
+
+            traceback.print_exc()
+        code = distributed.EXIT_JOB_STOPPED
+    distributed.finish(code)
+    return code
 
 
 if __name__ == "__main__":

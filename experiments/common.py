@@ -334,8 +334,13 @@ def _lock_workdir(path: pathlib.Path, command: str) -> None:
             f"workdir: {str(path)!r} is in use by another pixjax run ({holder}); wait "
             "for it to finish or use another workdir"
         ) from None
+    from pixjax import distributed
+
+    job = (
+        f" ({distributed.describe()} of a job)" if distributed.is_multiprocess() else ""
+    )
     os.ftruncate(fd, 0)
-    os.write(fd, f"pid {os.getpid()}: {command}\n".encode())
+    os.write(fd, f"pid {os.getpid()}{job}: {command}\n".encode())
     _HELD_LOCKS[path] = fd
 
 
@@ -671,20 +676,79 @@ def run_experiment(
     from); ``module.write(workdir, doc)`` writes the data files of the results
     document (``results.json`` is written here); :func:`render` writes the figures and
     the report from the document alone. Returns the document.
+
+    In a job of several processes (:mod:`pixjax.distributed`) every process validates
+    and computes (the sharded work spans the job); process 0 alone claims and locks
+    the workdir (for the whole job: the others get its outcome, an error included)
+    and writes the results, data files, figures and report.
     """
+    from pixjax import distributed
+
     command = command or format_command(None)
     setup = module.validate(config)
-    workdir = prepare_workdir(
-        workdir, config, experiment=name, overwrite=overwrite, command=command
+    check_job_batches(config)
+    path = distributed.on_primary(
+        "prepare_workdir",
+        lambda: prepare_workdir(
+            workdir, config, experiment=name, overwrite=overwrite, command=command
+        ),
     )
+    workdir = path or _shared_workdir(workdir)
     results = module.compute(config, setup, run_dir=workdir, command=command)
-    doc = write_results(workdir, name, results)
-    module.write(workdir, doc)
-    files = render(workdir, module, doc)
-    for line in module.summary_lines(doc):
-        print(line)
-    print(f"wrote {workdir}: {RESULTS_FILE}, {', '.join(files)}")
+    doc = results_document(name, results)
+
+    def finish() -> list[str]:
+        write_json_atomic(workdir / RESULTS_FILE, doc)
+        module.write(workdir, doc)
+        return render(workdir, module, doc)
+
+    files = distributed.on_primary("write_results", finish)
+    if distributed.is_primary():
+        for line in module.summary_lines(doc):
+            print(line)
+        print(f"wrote {workdir}: {RESULTS_FILE}, {', '.join(files)}")
     return doc
+
+
+def check_job_batches(config: Any) -> None:
+    """In a job of several processes, every ``*batch_size`` field of ``config`` must
+    split evenly over the processes (each feeds an equal share of every batch).
+
+    Raises:
+      ConfigError: naming the field, the process count and the accepted values.
+    """
+    from pixjax import distributed
+
+    n = distributed.process_count()
+    if n == 1:
+        return
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name.endswith("batch_size") and isinstance(value, int):
+            if value % n:
+                raise ConfigError(
+                    f"{field.name}: {value} does not split over the {n} processes of "
+                    f"the job; expected a multiple of {n}"
+                )
+
+
+def _shared_workdir(workdir: str | os.PathLike) -> pathlib.Path:
+    """The workdir as a process other than 0 sees it: the run process 0 claimed
+    (it must be on a filesystem every process shares).
+
+    Raises:
+      ConfigError: this process does not see process 0's run record there.
+    """
+    from pixjax import distributed
+
+    path = pathlib.Path(workdir).expanduser().absolute()
+    if not (path / CONFIG_FILE).is_file():
+        raise ConfigError(
+            f"workdir: {str(path)!r} holds no run record as seen from "
+            f"{distributed.describe()}; a job's workdir must be on a filesystem shared "
+            "by every process (the same path on every host)"
+        )
+    return path
 
 
 def to_jsonable(obj: Any) -> Any:

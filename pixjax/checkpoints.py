@@ -28,7 +28,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from pixjax import models
+from pixjax import models, sharding
 
 METADATA = "metadata.json"
 VARIABLES = "variables"
@@ -46,7 +46,12 @@ def atomic_write(
     """Writes ``path`` through ``write(file)`` into a temporary file beside it, then
     renames it into place: readers see the old file or the new one, never a part.
     The file gets the mode a plain ``open`` would (``0666`` less the umask), not
-    ``mkstemp``'s ``0600``."""
+    ``mkstemp``'s ``0600``. In a job of several processes only process 0 writes
+    (:func:`pixjax.distributed.is_primary`); the others do nothing."""
+    from pixjax import distributed
+
+    if not distributed.is_primary():
+        return
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -166,7 +171,7 @@ def save_model(
     directory = pathlib.Path(directory).absolute()
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / VARIABLES
-    host = jax.device_get(variables)
+    host = sharding.to_host(variables)
     ckptr = ocp.StandardCheckpointer()
     ckptr.save(target, host, force=True)
     ckptr.wait_until_finished()

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from pixjax import checkpoints
+from pixjax import checkpoints, sharding
 from pixjax.data.base import check_positive_int
 from pixjax.types import PyTree
 
@@ -97,6 +97,36 @@ LOOPS = ("scan", "python")
 @jax.jit
 def _copy(tree: PyTree) -> PyTree:
     return jax.tree_util.tree_map(jnp.copy, tree)
+
+
+def _place(tree: PyTree) -> PyTree:
+    """``tree`` on the devices: as is in a single process; in a job of several
+    processes, every leaf not already spread over the job is replicated over the
+    job's mesh (a leaf on one local device cannot meet the job's arrays in a jitted
+    call)."""
+    if jax.process_count() == 1:
+        return jax.device_put(tree)
+    mesh = sharding.data_mesh()
+
+    def one(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return x
+        return sharding.replicate(mesh, x)
+
+    return jax.tree_util.tree_map(one, tree)
+
+
+def _like(restored: PyTree, state: PyTree) -> PyTree:
+    """A restored state placed as the run's initial ``state`` (:func:`_place`) was:
+    in a job of several processes the restored arrays are host or local values, the
+    run's are spread over the job's mesh."""
+    if jax.process_count() == 1:
+        return restored
+    return jax.tree_util.tree_map(
+        lambda new, old: jax.device_put(sharding.to_host(new), old.sharding),
+        restored,
+        state,
+    )
 
 
 def _signature(tree: PyTree) -> dict[str, str]:
@@ -304,7 +334,7 @@ class _Store:
         return min(number * self.meta["chunk_size"], self.meta["num_steps"])
 
     def save(self, done: int, state: Any, metrics: PyTree) -> None:
-        tree = {"state": jax.device_get(state), "metrics": metrics}
+        tree = {"state": sharding.to_host(state), "metrics": metrics}
         self.manager.save(
             self.number(done),
             args=ocp.args.Composite(
@@ -396,9 +426,9 @@ def run(
     check_positive_int("max_to_keep", max_to_keep)
     if loop not in LOOPS:
         raise ValueError(f"loop: expected one of {list(LOOPS)}, got {loop!r}")
-    data = jax.device_put(data)
+    data = _place(data)
     # A copy of the caller's state: the chunks donate (reuse) their input buffers.
-    state = _copy(state)
+    state = _copy(state if jax.process_count() == 1 else _place(state))
     chunk = _chunk_fn(step) if loop == "scan" else _python_chunk(step)
     done = 0
     parts: list[PyTree] = []
@@ -439,7 +469,8 @@ def run(
         if store is not None:
             restored = store.restore_latest()
             if restored is not None:
-                done, state, metrics = restored
+                done, restored_state, metrics = restored
+                state = _like(restored_state, state)
                 parts.append(metrics)
                 print(
                     f"{desc}: resuming after {store.unit} {store.number(done)} of "
@@ -458,7 +489,7 @@ def run(
             while done < num_steps:
                 length = min(chunk_size, num_steps - done)
                 state, metrics = chunk(state, data, length)
-                metrics = jax.tree_util.tree_map(np.asarray, jax.device_get(metrics))
+                metrics = sharding.to_host(metrics)
                 if on_chunk is not None:
                     on_chunk(done, state, metrics)
                 parts.append(metrics)

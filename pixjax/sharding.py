@@ -3,6 +3,12 @@
 Batches are split along a single mesh axis, ``"batch"``, over all visible devices;
 parameters and sweep configurations are replicated. On a CPU, simulate devices with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=8`` set before importing jax.
+
+In a job of several processes (:mod:`pixjax.distributed`) "all visible devices" are
+every process's: the mesh spans the job, :func:`shard_batch` puts only this process's
+rows of a batch on its own devices (``jax.make_array_from_process_local_data``) and
+:func:`to_host` brings a sharded result back to every process (an all-gather), so the
+code above this module is the same for one device, eight, or many hosts.
 """
 
 from __future__ import annotations
@@ -36,15 +42,77 @@ def round_up(n: int, multiple: int) -> int:
     return -(-int(n) // int(multiple)) * int(multiple)
 
 
+def local_rows(mesh: Mesh, n: int) -> slice:
+    """The rows of a batch of ``n`` (split over ``mesh``) that live on this process's
+    devices: all of them in a single process.
+
+    Raises:
+      ValueError: ``n`` is not a multiple of the mesh size (the batch does not split
+        evenly over the processes' devices).
+    """
+    if n % mesh.size:
+        raise ValueError(
+            f"batch: {n} rows do not split over the {mesh.size} devices of the mesh "
+            f"({jax.process_count()} process(es)); expected a multiple of {mesh.size}"
+        )
+    spans = batch_sharding(mesh).addressable_devices_indices_map((n,)).values()
+    starts = [s[0].start or 0 for s in spans]
+    stops = [n if s[0].stop is None else s[0].stop for s in spans]
+    return slice(min(starts), max(stops))
+
+
 def shard_batch(mesh: Mesh, *arrays: np.ndarray) -> tuple[jax.Array, ...]:
     """Places host arrays on the mesh, split along their leading (batch) axis.
 
-    The leading dimension must be a multiple of the mesh size (pad first).
+    Every process passes the whole batch; each puts only its own rows
+    (:func:`local_rows`) on its devices.
+
+    Raises:
+      ValueError: a leading dimension that is not a multiple of the mesh size (pad
+        first).
     """
     sharding = batch_sharding(mesh)
-    return tuple(jax.device_put(a, sharding) for a in arrays)
+    if jax.process_count() == 1:
+        return tuple(jax.device_put(a, sharding) for a in arrays)
+    out = []
+    for a in arrays:
+        a = np.asarray(a)
+        rows = local_rows(mesh, a.shape[0])
+        out.append(jax.make_array_from_process_local_data(sharding, a[rows], a.shape))
+    return tuple(out)
+
+
+def to_host(tree: Any) -> Any:
+    """``tree`` with every array as a host numpy array; an array sharded over other
+    processes' devices is gathered first (a collective: every process of the job must
+    call this at the same point)."""
+
+    def one(x):
+        if (
+            isinstance(x, jax.Array)
+            and not x.is_fully_addressable
+            and not x.is_fully_replicated
+        ):
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return np.asarray(x)
+
+    return jax.tree_util.tree_map(one, tree)
 
 
 def replicate(mesh: Mesh, tree: Any) -> Any:
-    """Places a pytree on every device of the mesh."""
-    return jax.device_put(tree, replicated(mesh))
+    """Places a pytree on every device of the mesh (in a job of several processes,
+    from the host values every process holds)."""
+    if jax.process_count() == 1:
+        return jax.device_put(tree, replicated(mesh))
+
+    def one(x):
+        if isinstance(x, jax.Array) and jax.dtypes.issubdtype(
+            x.dtype, jax.dtypes.prng_key
+        ):
+            data = jax.device_put(to_host(jax.random.key_data(x)), replicated(mesh))
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+        return jax.device_put(to_host(x), replicated(mesh))
+
+    return jax.tree_util.tree_map(one, tree)

@@ -257,6 +257,7 @@ def _drive(
         # the device never waits for the host.
         while len(pending) > limit:
             c, start, stop, outs = pending.pop(0)
+            outs = sharding.to_host(outs)
             if c is None:
                 clean[start:stop] = np.asarray(outs[0])[: stop - start]
                 continue

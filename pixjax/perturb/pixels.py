@@ -188,6 +188,84 @@ def stack_configs(
     )
 
 
+# From this many draws on, _floyd_picks finds repeated draws by a sort instead of
+# comparing every pair (measured on the CPU: benchmarks/bench_draw.py).
+_SORT_FROM = 256
+
+
+def _floyd_picks(draws: jax.Array, base: jax.Array) -> jax.Array:
+    """Floyd's algorithm for a random subset (Bentley & Floyd 1987, "Programming
+    Pearls: A sample of brilliance", CACM 30(9)), made loop-free.
+
+    Sequentially, step ``j`` (``j = 0, 1, ...``) of Floyd's algorithm draws ``t_j``
+    uniformly from ``0..top_j`` with ``top_j = base + j`` and picks ``t_j``, or
+    ``top_j`` if ``t_j`` was picked before; the first ``k`` picks are a uniformly
+    random ``k``-subset of ``0..base + k - 1``. Here ``t_j = min(floor(draws[j] *
+    (top_j + 1)), top_j)`` and all steps run at once: the picks before ``j`` are
+    ``{t_i : i < j} | {top_i : i < j, step i repeated}``, so step ``j`` repeats iff
+    ``t_j`` equals an earlier ``t_i``, or ``p_j = t_j - base`` is an earlier step
+    (``0 <= p_j < j``) that repeated. Those pointers ``j -> p_j`` go strictly
+    backwards, so "repeated" is an OR along pointer chains, found by pointer
+    jumping in ``ceil(log2(n))`` rounds. Equal draws are found by comparing every
+    pair (``O(n^2)``, fused) below ``_SORT_FROM`` steps and by a stable sort from
+    there on. The picks are identical to those of the sequential loop (a
+    ``fori_loop`` of ``n`` steps before), bit for bit, for the same draws.
+
+    Args:
+      draws: float32 ``[n]`` uniform in ``[0, 1)``, one per step.
+      base: int32 ``[]``, ``top_0`` (the number of values minus the subset size).
+
+    Returns:
+      int32 ``[n]``: the pick of every step, distinct.
+    """
+    n = draws.shape[0]
+    steps = jnp.arange(n, dtype=jnp.int32)
+    top = base + steps
+    t = jnp.minimum(jnp.floor(draws * (top + 1)).astype(jnp.int32), top)
+    # seen[j]: t_j equals some t_i with i < j.
+    if n < _SORT_FROM:
+        earlier = steps[:, None] < steps[None, :]  # [i, j]: i < j
+        seen = jnp.any((t[:, None] == t[None, :]) & earlier, axis=0)
+    else:
+        # Stable sort: equal values keep step order, so all but the first are repeats.
+        t_sorted, order = jax.lax.sort((t, steps), num_keys=1, is_stable=True)
+        later = jnp.concatenate([jnp.zeros(1, bool), t_sorted[1:] == t_sorted[:-1]])
+        seen = jnp.zeros(n, bool).at[order].set(later, unique_indices=True)
+    # repeated[j] = seen[j] | (0 <= p_j < j & repeated[p_j]): an OR along each chain,
+    # by pointer jumping on code = 2 * pointer + repeated (one gather per round).
+    p = t - base
+    ptr = jnp.where((p >= 0) & (p < steps), p, steps)  # chain ends point to themselves
+    code = 2 * ptr + seen.astype(jnp.int32)
+    for _ in range(max(1, (n - 1).bit_length())):
+        code = code[code >> 1] | (code & 1)
+    repeated = (code & 1).astype(bool)
+    return jnp.where(repeated, top, t)
+
+
+def _floyd_loop(draws: jax.Array, base: jax.Array) -> jax.Array:
+    """The picks of :func:`_floyd_picks`, as Floyd's sequential loop of ``n`` steps
+    (faster on the CPU, where XLA runs the batched loop well and gathers slowly;
+    see ``benchmarks/bench_draw.py``)."""
+    n = draws.shape[0]
+    slots = jnp.arange(n)
+
+    def body(j, chosen):
+        top = base + j
+        t = jnp.minimum(jnp.floor(draws[j] * (top + 1)).astype(jnp.int32), top)
+        seen = jnp.any((chosen == t) & (slots < j))
+        return chosen.at[j].set(jnp.where(seen, top, t))
+
+    return jax.lax.fori_loop(0, n, body, jnp.zeros(n, jnp.int32))
+
+
+def _picks(draws: jax.Array, base: jax.Array) -> jax.Array:
+    """Floyd's picks, by the faster of two identical formulations for the backend:
+    the sequential loop on the CPU, the loop-free one elsewhere (GPU, TPU)."""
+    return jax.lax.platform_dependent(
+        draws, base, cpu=_floyd_loop, default=_floyd_picks
+    )
+
+
 def pixel_change(
     image_shape: Sequence[int],
     max_num: int,
@@ -226,21 +304,14 @@ def pixel_change(
     def _distinct_positions(key: PRNGKey, num: jax.Array, region: jax.Array):
         """``max_num`` flat positions: the first ``num`` are a uniformly random
         ``num``-subset of the centred region, the rest are ``units`` (out of bounds,
-        dropped by ``apply``). Floyd's algorithm: ``num`` draws and ``O(max_num^2)``
-        comparisons instead of a sort over every position of the image."""
+        dropped by ``apply``). Floyd's algorithm, made loop-free
+        (:func:`_floyd_picks`): ``max_num`` draws instead of a sort over every
+        position of the image."""
         per_pixel = c if per_channel else 1
         region_units = region[0] * region[1] * per_pixel
         draws = jax.random.uniform(key, (max_num,))
         slots = jnp.arange(max_num)
-
-        def body(j, chosen):
-            # Step j draws from 0..(region_units - num + j); a repeat takes the top value.
-            top = region_units - num + j
-            t = jnp.minimum(jnp.floor(draws[j] * (top + 1)).astype(jnp.int32), top)
-            seen = jnp.any((chosen == t) & (slots < j))
-            return chosen.at[j].set(jnp.where(seen, top, t))
-
-        r = jax.lax.fori_loop(0, max_num, body, jnp.zeros(max_num, jnp.int32))
+        r = _picks(draws, region_units - num)
         pix, ch = (r // c, r % c) if per_channel else (r, 0)
         y = (h - region[0]) // 2 + pix // region[1]
         x = (w - region[1]) // 2 + pix % region[1]
