@@ -1,28 +1,28 @@
-"""Distinct-position draw of a pixel change: loop-free Floyd vs the previous loop.
+"""Distinct-position draw of a pixel change: Floyd's loop vs its loop-free form.
 
-A pixel change draws ``max_num`` distinct positions with Floyd's algorithm
-(``pixjax.perturb.pixels._floyd_picks``). The previous implementation ran it as a
-``lax.fori_loop`` of ``max_num`` sequential steps (kept below, verbatim, as
-:func:`previous_floyd_picks`); the current one computes every step at once and gives
-the same positions, bit for bit (checked here on the timed batches, and the two
-sweeps of (d) on their predictions). Measured in one
+A pixel change draws ``max_num`` distinct positions with Floyd's algorithm in one of
+two forms that give the same positions, bit for bit (checked here on the timed
+batches, and the two sweeps of (d) on their predictions): a ``lax.fori_loop`` of
+``max_num`` sequential steps (``pixels._floyd_loop``, what the CPU runs) and a
+loop-free form (``pixels._floyd_picks``, what GPUs and TPUs run). Measured in one
 run, side by side, each jitted, the median of ``--repeats`` interleaved rounds after a
 warm-up (``interleaved_medians`` of ``bench_sweep.py``):
 
-(a) the previous draw and (b) the current one, vmapped over a batch of ``--batch``
+(a) the loop and (b) the loop-free form, vmapped over a batch of ``--batch``
     keys (default 1000) for ``max_num`` in 1, 8, 64 on a 28x28x1 image, ``num =
     max_num``: ms per batch;
 (c) the bare LeNet-5 forward pass on the same number of MNIST test images (shipped
     checkpoint ``checkpoints/lenet5-mnist``): ms per batch;
 (d) the pixel-change sweep (``make_sweeper`` + ``run_sweep``, Exp 1 grid Num 1..64)
-    with the previous and the current draw against the bare forward pass at the
+    with the loop and the loop-free form against the bare forward pass at the
     sweep's per-call batch: images x configurations / s (skip with ``--no-sweep``);
-(e) the crossover of the current draw between comparing every pair of draws and a
-    sort (``_SORT_FROM``), each forced, next to the previous draw, for ``max_num`` in
+(e) the crossover of the loop-free form between comparing every pair of draws and a
+    sort (``_SORT_FROM``), each forced, next to the loop, for ``max_num`` in
     128, 256, 512 (skip with ``--no-crossover``).
 
 Run: ``python benchmarks/bench_draw.py`` (``--quick``: a smoke check, fewer repeats,
-no (d) or (e)). It prints a markdown table and leaves RESULTS.md alone unless ``--write``.
+no (d) or (e), writes nothing). It prints a markdown table and replaces its section of
+RESULTS.md (``--no-write``: print only).
 """
 
 from __future__ import annotations
@@ -60,36 +60,23 @@ MAX_NUMS = (1, 8, 64)
 CROSSOVER_NUMS = (128, 256, 512)
 
 
-def previous_floyd_picks(draws: jax.Array, base: jax.Array) -> jax.Array:
-    """PREVIOUS IMPLEMENTATION (before the loop-free draw), kept for comparison: the
-    ``fori_loop`` of ``_distinct_positions`` in ``pixjax/perturb/pixels.py``, verbatim
-    but for ``region_units - num``, here named ``base``."""
-    max_num = draws.shape[0]
-    slots = jnp.arange(max_num)
-
-    def body(j, chosen):
-        # Step j draws from 0..(region_units - num + j); a repeat takes the top value.
-        top = base + j
-        t = jnp.minimum(jnp.floor(draws[j] * (top + 1)).astype(jnp.int32), top)
-        seen = jnp.any((chosen == t) & (slots < j))
-        return chosen.at[j].set(jnp.where(seen, top, t))
-
-    return jax.lax.fori_loop(0, max_num, body, jnp.zeros(max_num, jnp.int32))
+LOOP = pixels_mod._floyd_loop  # Floyd's sequential loop: what the CPU runs
+LOOP_FREE = pixels_mod._floyd_picks  # the loop-free form: what GPUs and TPUs run
 
 
 @contextlib.contextmanager
-def previous_draw():
-    """Within this block, pixel changes built and traced use the previous draw."""
-    current = pixels_mod._floyd_picks
-    pixels_mod._floyd_picks = previous_floyd_picks
+def drawing_with(picks):
+    """Within this block, pixel changes built and traced draw with ``picks``."""
+    current = pixels_mod._picks
+    pixels_mod._picks = picks
     try:
         yield
     finally:
-        pixels_mod._floyd_picks = current
+        pixels_mod._picks = current
 
 
 def forced_picks(sort_from: int):
-    """The current picks with ``_SORT_FROM`` set to ``sort_from`` while tracing
+    """The loop-free picks with ``_SORT_FROM`` set to ``sort_from`` while tracing
     (``0``: always sort; huge: always compare every pair)."""
 
     def picks(draws, base):
@@ -137,7 +124,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smoke check: 2 rounds")
     ap.add_argument("--no-sweep", action="store_true", help="skip (d)")
     ap.add_argument("--no-crossover", action="store_true", help="skip (e)")
-    ap.add_argument("--write", action="store_true", help="store in RESULTS.md")
+    ap.add_argument("--no-write", action="store_true", help="print only")
     args = ap.parse_args()
     repeats = 2 if args.quick else args.repeats
     min_time = 0.1 if args.quick else 1.0
@@ -154,8 +141,8 @@ def main() -> None:
     same: dict[int, bool] = {}
     for m in MAX_NUMS:
         num = jnp.int32(m)
-        old = batched_draw(previous_floyd_picks, m)
-        new = batched_draw(pixels_mod._floyd_picks, m)
+        old = batched_draw(LOOP, m)
+        new = batched_draw(LOOP_FREE, m)
         same[m] = bool(np.array_equal(old(keys, num, region), new(keys, num, region)))
         fns[f"old{m}"] = lambda g=old, n=num: jax.block_until_ready(g(keys, n, region))
         fns[f"new{m}"] = lambda g=new, n=num: jax.block_until_ready(g(keys, n, region))
@@ -163,9 +150,9 @@ def main() -> None:
     if crossover:
         for m in CROSSOVER_NUMS:
             num = jnp.int32(m)
-            expected = batched_draw(previous_floyd_picks, m)(keys, num, region)
+            expected = batched_draw(LOOP, m)(keys, num, region)
             for name, picks in (
-                ("old", previous_floyd_picks),
+                ("old", LOOP),
                 ("cmp", forced_picks(1 << 30)),
                 ("sort", forced_picks(0)),
             ):
@@ -190,21 +177,21 @@ def main() -> None:
         batch = 512 if on_cpu else n_img
         work = 16384 if on_cpu else n_img * k
         b_call, chunk = per_call_work(n_img, k, batch, work, len(jax.devices()))
-        with previous_draw():
-            sweep_old, out_old = sweep_runner(
-                module.apply, variables, images, grid, batch, max(1, work // b_call)
-            )
-        sweep_new, out_new = sweep_runner(
-            module.apply, variables, images, grid, batch, max(1, work // b_call)
-        )
+        runners = {}
+        for name, picks in (("sweep_old", LOOP), ("sweep_new", LOOP_FREE)):
+            with drawing_with(picks):
+                run, out = sweep_runner(
+                    module.apply, variables, images, grid, batch, max(1, work // b_call)
+                )
 
-        def old_sweep(imgs=images):
-            with previous_draw():  # traced at the warm-up, under the previous draw
-                sweep_old(imgs)
+            def timed(imgs=images, run=run, picks=picks):
+                with drawing_with(picks):  # traced at the warm-up, with these picks
+                    run(imgs)
 
-        fns["sweep_old"], fns["sweep_new"] = old_sweep, sweep_new
-        warmups["sweep_old"] = lambda: old_sweep(images[:b_call])
-        warmups["sweep_new"] = lambda: sweep_new(images[:b_call])
+            runners[name] = out
+            fns[name] = timed
+            warmups[name] = lambda timed=timed: timed(images[:b_call])
+        out_old, out_new = runners["sweep_old"], runners["sweep_new"]
         x_call = (
             jnp.asarray(np.resize(images, (b_call * chunk, *SHAPE)), jnp.float32)
             / 255.0
@@ -217,7 +204,8 @@ def main() -> None:
 
     ms = {name: 1e3 * s for name, s in t.items()}
     table = [
-        f"| max_num | (a) previous draw, ms / {b} keys | (b) loop-free draw, ms "
+        f"| max_num | (a) loop (CPU default), ms / {b} keys | (b) loop-free "
+        f"(GPU/TPU default), ms "
         f"| (a) / (b) | (a) / (c) forward | (b) / (c) forward | same positions |",
         "|---:|---:|---:|---:|---:|---:|---|",
     ]
@@ -233,7 +221,7 @@ def main() -> None:
     if crossover:
         table += [
             "",
-            f"| (e) max_num | previous draw, ms / {b} keys | compare every pair, ms "
+            f"| (e) max_num | loop, ms / {b} keys | compare every pair, ms "
             f"| sort, ms | used (_SORT_FROM = {pixels_mod._SORT_FROM}) "
             "| same positions |",
             "|---:|---:|---:|---:|---|---|",
@@ -255,8 +243,8 @@ def main() -> None:
             f"| (d) Exp 1 sweep, {n_img} images x {k} configs (Num 1..64), step "
             f"{b_call} x {chunk} | img x cfg / s | / bare forward |",
             "|---|---:|---:|",
-            f"| sweep, previous draw | {rate_old:,.0f} | {rate_old / fwd_rate:.2f} |",
-            f"| sweep, loop-free draw | {rate_new:,.0f} | {rate_new / fwd_rate:.2f} |",
+            f"| sweep, loop | {rate_old:,.0f} | {rate_old / fwd_rate:.2f} |",
+            f"| sweep, loop-free | {rate_new:,.0f} | {rate_new / fwd_rate:.2f} |",
             f"| bare forward, batch {b_call * chunk} | {fwd_rate:,.0f} | 1.00 |",
             "",
             "The two sweeps' predictions are "
@@ -279,9 +267,9 @@ def main() -> None:
             *table,
         ]
     )
-    publish(SECTION, body, args.write)
+    publish(SECTION, body, not (args.quick or args.no_write))
     if not all(same.values()):
-        raise SystemExit("the loop-free draw differs from the previous one")
+        raise SystemExit("the loop-free draw differs from the loop")
 
 
 if __name__ == "__main__":

@@ -438,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
             distributed.initialize(job)
     except (ValueError, OSError, distributed.JobError) as e:
         print(f"pixjax: error: {e}", file=sys.stderr)
+        distributed.finish(2)  # a formed job is left at once
         return 2
     code = 0
     try:
@@ -452,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as e:
         print(f"pixjax: error: {e}", file=sys.stderr)
         code = 2
+    except distributed.JobError as e:
+        print(f"pixjax: error: {distributed.describe()}: {e}", file=sys.stderr)
+        code = distributed.EXIT_JOB_STOPPED
     except Exception as e:
         if not distributed.is_multiprocess():
             raise

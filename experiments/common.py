@@ -711,7 +711,7 @@ def run_experiment(
 
 
 def check_job_batches(config: Any) -> None:
-    """In a job of several processes, every ``*batch_size`` field of ``config`` must
+    """In a job of several processes, every ``*batch_size*`` field of ``config`` must
     split evenly over the processes (each feeds an equal share of every batch).
 
     Raises:
@@ -724,7 +724,7 @@ def check_job_batches(config: Any) -> None:
         return
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
-        if field.name.endswith("batch_size") and isinstance(value, int):
+        if "batch_size" in field.name and isinstance(value, int):
             if value % n:
                 raise ConfigError(
                     f"{field.name}: {value} does not split over the {n} processes of "

@@ -39,7 +39,7 @@ from pixjax.experiments import common, reporting
 from pixjax.experiments.configs.fooling import STUDIES, Config
 from pixjax.experiments.fitting import check_recipe, train_classifier
 
-from pixjax import data, models, sharding
+from pixjax import data, distributed, models, sharding
 from pixjax.evaluation import accuracy
 from pixjax.keys import purpose_keys
 from pixjax.search import (
@@ -750,6 +750,8 @@ def _retrain_study(
             f"retrain-round{r}",
             collect=collect,
         )
+        # process 0 wrote the files (the only writer of a job); the others read them
+        distributed.barrier("fooling-found")
         seen: dict[bytes, np.ndarray] = {}
         for done in _curve_rows(config.generations, config.chunk_size)[1:]:
             file = found_dir / f"round{r}-generation{done}.npy"

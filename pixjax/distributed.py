@@ -226,7 +226,7 @@ def initialize(job: Job) -> None:
     """
     import jax
 
-    if _STATE["job"] is not None:
+    if _STATE["job"] is not None or _in_job():
         return
     deadline = time.monotonic() + job.timeout_s
     if job.coordinator is not None and job.process_id is not None:
@@ -301,6 +301,8 @@ def _check_consistent(job: Job, deadline: float) -> None:
         json.loads(client.blocking_key_value_get(f"pixjax/job/{i}", timeout_ms))
         for i in range(jax.process_count())
     ]
+    # everyone has read everyone's record before anyone leaves over them
+    client.wait_at_barrier("pixjax/job/checked", timeout_ms)
     counts = {r["num_processes"] for r in records if r["num_processes"] is not None}
     if len(counts) > 1 or (counts and counts != {jax.process_count()}):
         raise JobError(
@@ -314,23 +316,38 @@ def _check_consistent(job: Job, deadline: float) -> None:
         )
 
 
+def _in_job() -> bool:
+    """Whether ``jax.distributed`` runs in this process (started by
+    :func:`initialize` or by the user's own ``jax.distributed.initialize()``); never
+    imports jax."""
+    if "jax" not in sys.modules:
+        return False
+    from jax._src import distributed
+
+    return distributed.global_state.client is not None
+
+
 def is_multiprocess() -> bool:
     """Whether this process is part of a job of several processes."""
-    import jax
-
-    return _STATE["job"] is not None and jax.process_count() > 1
+    return process_count() > 1
 
 
 def process_index() -> int:
+    """This process's index in the job (``0`` without a job)."""
+    if not _in_job():
+        return 0
     import jax
 
-    return jax.process_index() if _STATE["job"] is not None else 0
+    return jax.process_index()
 
 
 def process_count() -> int:
+    """The processes of the job (``1`` without a job)."""
+    if not _in_job():
+        return 1
     import jax
 
-    return jax.process_count() if _STATE["job"] is not None else 1
+    return jax.process_count()
 
 
 def is_primary() -> bool:
@@ -352,8 +369,9 @@ def on_primary(name: str, fn: Callable[[], T], timeout_s: float = 3600.0) -> T |
     elsewhere.
 
     Raises:
-      what ``fn`` raised, on process 0; on the others a ``ValueError`` (``OSError``
-      as ``OSError``) with the same message.
+      what ``fn`` raised, on process 0; on the others the same message as a
+      ``ValueError`` (for ``ValueError`` s), an ``OSError`` (for ``OSError`` s) or a
+      :class:`JobError` (anything else).
     """
     if not is_multiprocess():
         return fn()
@@ -363,7 +381,7 @@ def on_primary(name: str, fn: Callable[[], T], timeout_s: float = 3600.0) -> T |
     if is_primary():
         try:
             value = fn()
-        except (ValueError, OSError) as e:
+        except Exception as e:  # the others must not wait for an outcome in vain
             client.key_value_set(
                 key, json.dumps({"error": type(e).__name__, "message": str(e)})
             )
@@ -373,10 +391,12 @@ def on_primary(name: str, fn: Callable[[], T], timeout_s: float = 3600.0) -> T |
     outcome = json.loads(client.blocking_key_value_get(key, int(timeout_s * 1000)))
     if outcome["error"] is None:
         return None
-    err = (
-        OSError if outcome["error"] in ("OSError", "FileNotFoundError") else ValueError
-    )
-    raise err(outcome["message"])
+    kind, message = outcome["error"], outcome["message"]
+    if kind in ("OSError", "FileNotFoundError", "PermissionError"):
+        raise OSError(message)
+    if kind in ("ValueError", "ConfigError"):
+        raise ValueError(message)
+    raise JobError(f"process 0 failed ({kind}: {message})")
 
 
 def barrier(name: str, timeout_s: float = 3600.0) -> None:
@@ -414,6 +434,10 @@ def finish(code: int) -> None:
             code = EXIT_JOB_STOPPED
     sys.stdout.flush()
     sys.stderr.flush()
+    if is_primary():
+        # process 0 hosts the coordination service: let the others leave first, so
+        # that theirs is their own error, not the loss of the service
+        time.sleep(1.0)
     os._exit(code)
 
 
