@@ -437,10 +437,8 @@ def main(argv: list[str] | None = None) -> int:
         if job is not None:
             distributed.initialize(job)
     except (ValueError, OSError, distributed.JobError) as e:
-        print(f"pixjax: error: {e}", file=sys.stderr)
-        distributed.finish(2)  # a formed job is left at once
-        return 2
-    code = 0
+        return distributed.finish(2, str(e))  # a formed job is left at once
+    code, line = 0, None
     try:
         common.run_experiment(
             args.experiment,
@@ -451,11 +449,13 @@ def main(argv: list[str] | None = None) -> int:
             command=command,
         )
     except (ValueError, OSError) as e:
-        print(f"pixjax: error: {e}", file=sys.stderr)
-        code = 2
+        code, line = 2, str(e)
     except distributed.JobError as e:
-        print(f"pixjax: error: {distributed.describe()}: {e}", file=sys.stderr)
-        code = distributed.EXIT_JOB_STOPPED
+        code, line = distributed.EXIT_JOB_STOPPED, f"{distributed.describe()}: {e}"
+    except KeyboardInterrupt:
+        if not distributed.is_multiprocess():
+            raise
+        code, line = 130, f"{distributed.describe()}: interrupted"
     except Exception as e:
         if not distributed.is_multiprocess():
             raise
@@ -463,14 +463,14 @@ def main(argv: list[str] | None = None) -> int:
 
         if isinstance(e, jax.errors.JaxRuntimeError):
             # A collective failed: another process of the job died.
-            print(f"pixjax: error: {distributed.stopped_message(e)}", file=sys.stderr)
+            line = distributed.stopped_message(e)
         else:  # a bug: its traceback, then leave the job at once
             import traceback
 
             traceback.print_exc()
+            line = f"{distributed.describe()}: {type(e).__name__}: {e}"
         code = distributed.EXIT_JOB_STOPPED
-    distributed.finish(code)
-    return code
+    return distributed.finish(code, line)
 
 
 if __name__ == "__main__":

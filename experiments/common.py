@@ -687,6 +687,19 @@ def run_experiment(
     command = command or format_command(None)
     setup = module.validate(config)
     check_job_batches(config)
+    distributed.agree(
+        "run",
+        {
+            "experiment": name,
+            "config": {
+                k: v
+                for k, v in to_jsonable(dataclasses.asdict(config)).items()
+                if k not in RUN_NEUTRAL_FIELDS
+            },
+            "workdir": str(pathlib.Path(workdir).expanduser().absolute()),
+            "overwrite": bool(overwrite),
+        },
+    )
     path = distributed.on_primary(
         "prepare_workdir",
         lambda: prepare_workdir(

@@ -37,8 +37,10 @@ per-device axes and a different program per layout), and XLA inserts the collect
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
+import re
 import socket
 import sys
 import threading
@@ -51,6 +53,7 @@ ENV_NUM_PROCESSES = "JAX_NUM_PROCESSES"
 ENV_PROCESS_ID = "JAX_PROCESS_ID"
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_HEARTBEAT_S = 60
+MAX_TIMEOUT_S = 86400  # a day: longer waits are mistakes, and overflow JAX's timers
 # The exit status of a process whose job stopped because another process died.
 EXIT_JOB_STOPPED = 1
 
@@ -89,10 +92,11 @@ class Job:
 def _int_value(name: str, value: Any) -> int | None:
     if value is None or value == "":
         return None
-    if isinstance(value, bool):
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isascii():
         raise ValueError(f"{name}: expected an integer, got {value!r}")
     try:
-        return int(str(value).strip())
+        return int(text)
     except ValueError:
         raise ValueError(f"{name}: expected an integer, got {value!r}") from None
 
@@ -134,13 +138,15 @@ def job_from(
     if pid is None:
         pid = _int_value(ENV_PROCESS_ID, env.get(ENV_PROCESS_ID))
     if isinstance(timeout_s, bool) or not (
-        isinstance(timeout_s, int | float) and timeout_s > 0
+        isinstance(timeout_s, int | float) and 0 < timeout_s <= MAX_TIMEOUT_S
     ):
-        raise ValueError(f"--timeout: expected positive seconds, got {timeout_s!r}")
-    hb = _int_value("--heartbeat-timeout", heartbeat_timeout_s)
-    if hb is None or hb <= 0:
         raise ValueError(
-            f"--heartbeat-timeout: expected a positive whole number of seconds, got "
+            f"--timeout: expected seconds in (0, {MAX_TIMEOUT_S}], got {timeout_s!r}"
+        )
+    hb = _int_value("--heartbeat-timeout", heartbeat_timeout_s)
+    if hb is None or not 1 <= hb <= MAX_TIMEOUT_S:
+        raise ValueError(
+            f"--heartbeat-timeout: expected whole seconds in 1..{MAX_TIMEOUT_S}, got "
             f"{heartbeat_timeout_s!r}"
         )
     given = {
@@ -170,7 +176,16 @@ def job_from(
 
 def _split_address(address: str) -> tuple[str, int]:
     host, sep, port = str(address).rpartition(":")
-    ok = sep and host and port.isdigit() and 1 <= int(port) <= 65535
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    ok = (
+        sep
+        and bare
+        and re.fullmatch(r"[A-Za-z0-9._:-]+", bare)
+        and (":" not in bare or host.startswith("["))  # IPv6 in brackets
+        and port.isascii()
+        and port.isdigit()
+        and 1 <= int(port) <= 65535
+    )
     if not ok:
         raise ValueError(
             f"--coordinator: expected HOST:PORT with a port in 1..65535, got {address!r}"
@@ -202,10 +217,16 @@ def _check_port_free(host: str, port: int) -> None:
         try:
             s.bind((host, port))
         except OSError as e:
+            why = f"--coordinator: process 0 cannot listen on {host}:{port}"
+            if e.errno == errno.EADDRINUSE:
+                raise JobError(
+                    f"{why} ({e.strerror}); another process 0 (or another program) "
+                    "holds it: a job has exactly one process 0, and each job needs a "
+                    "free port"
+                ) from None
             raise JobError(
-                f"--coordinator: process 0 cannot listen on {host}:{port} "
-                f"({e.strerror or e}); another process 0 (or another program) holds "
-                "it: a job has exactly one process 0, and each job needs a free port"
+                f"{why} ({e.strerror or e}); process 0 runs the coordinator, so the "
+                "address must name the host process 0 runs on"
             ) from None
 
 
@@ -270,6 +291,10 @@ def initialize(job: Job) -> None:
         watchdog.cancel()
     _STATE["job"] = job
     _check_consistent(job, deadline)
+    if jax.process_count() > 1:
+        _watch()
+        host = _split_address(job.coordinator)[0] if job.coordinator else None
+        _liveness(host)
 
 
 def _client() -> Any:
@@ -419,29 +444,239 @@ def stopped_message(error: BaseException) -> str:
     )
 
 
-def finish(code: int) -> None:
-    """Leaves a job: on success a final barrier, then the normal exit (JAX shuts the
-    runtime down); on failure an immediate exit with ``code`` (waiting for a
-    shutdown barrier that a dead process never reaches would only add a crash)."""
-    if not is_multiprocess():
-        return
-    if code == 0:
-        try:
-            barrier("finish", timeout_s=600.0)
-            return
-        except Exception as e:  # noqa: BLE001 - any runtime error: the job is gone
-            print(f"pixjax: error: {stopped_message(e)}", file=sys.stderr)
-            code = EXIT_JOB_STOPPED
+# Set when a process leaves the job with an error: {"process", "code", "line"}.
+_STOP_KEY = "pixjax/stop"
+# Held by whoever prints this process's last line and exits (the main thread leaving,
+# or the watcher relaying another process's stop): one line, one exit.
+_EXIT = threading.Lock()
+
+
+def _exit_now(code: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
-    if is_primary():
+    if is_primary() and is_multiprocess():
         # process 0 hosts the coordination service: let the others leave first, so
-        # that theirs is their own error, not the loss of the service
+        # that theirs is a clear line, not the loss of the service
         time.sleep(1.0)
     os._exit(code)
 
 
+def _watch() -> None:
+    """A daemon thread: when another process leaves the job with an error, print its
+    line here too and leave with its exit status (instead of waiting for the next
+    collective or the heartbeat timeout)."""
+    client = _client()
+    me = describe()
+
+    def run() -> None:
+        while True:
+            try:
+                raw = client.blocking_key_value_get(_STOP_KEY, 3_600_000)
+            except Exception as e:  # noqa: BLE001 - a timeout, or the service gone
+                if _STATE.get("leaving"):
+                    return
+                if "DEADLINE_EXCEEDED" in str(e):
+                    continue
+                raw = json.dumps(
+                    {
+                        "process": 0,
+                        "code": EXIT_JOB_STOPPED,
+                        "line": f"lost the coordination service ({str(e)[:120]})",
+                    }
+                )
+            if _STATE.get("leaving"):  # the job ended well: woken to return
+                return
+            stop = json.loads(raw)
+            with _EXIT:
+                print(
+                    f"pixjax: error: {me}: the job stopped: process "
+                    f"{stop['process']}: {stop['line']}",
+                    file=sys.stderr,
+                )
+                _exit_now(int(stop["code"]))
+
+    # (a daemon thread, but never left inside a runtime call at exit: see finish)
+    thread = threading.Thread(target=run, name="pixjax-job-watch", daemon=True)
+    thread.start()
+    _STATE["watcher"] = thread
+
+
+_LIVENESS_KEY = "pixjax/liveness"
+
+
+def _stop_everyone(process: int, code: int, line: str) -> None:
+    """Tells every process of the job to stop (their watchers print ``line``)."""
+    try:
+        _client().key_value_set(
+            _STOP_KEY, json.dumps({"process": process, "code": code, "line": line})
+        )
+    except Exception:  # noqa: BLE001 - someone told them first, or the job is gone
+        pass
+
+
+def _liveness(host: str | None) -> None:
+    """A TCP connection from every process to process 0, held for the whole job: the
+    kernel closes it the moment a process dies (``kill -9`` included), so the others
+    stop at once with a clear line instead of at the heartbeat timeout. Best effort:
+    where the connection cannot be made (a firewall), JAX's heartbeats still stop
+    the job."""
+    import jax
+
+    client = _client()
+    me = jax.process_index()
+
+    def hold(conn: socket.socket, who: int) -> None:
+        try:
+            while conn.recv(64):
+                pass
+        except OSError:
+            pass
+        if _STATE.get("leaving"):
+            return
+        if me == 0:
+            _stop_everyone(
+                who,
+                EXIT_JOB_STOPPED,
+                "died (its connection closed without leaving the job); rerun the "
+                "same command on every process to resume from the last checkpoint",
+            )
+        else:
+            with _EXIT:
+                print(
+                    f"pixjax: error: {describe()}: the job stopped: process 0 died "
+                    "(the coordinator; its connection closed); rerun the same command "
+                    "on every process to resume from the last checkpoint",
+                    file=sys.stderr,
+                )
+                _exit_now(EXIT_JOB_STOPPED)
+
+    def spawn(target, *args) -> None:
+        threading.Thread(target=target, args=args, daemon=True).start()
+
+    ms = 60_000
+    if me == 0:
+        server = socket.create_server(("", 0))
+        address = f"{host or socket.gethostname()}:{server.getsockname()[1]}"
+        client.key_value_set(_LIVENESS_KEY, address)
+
+        def accept() -> None:
+            while True:
+                try:
+                    conn, _ = server.accept()
+                    who = int(conn.recv(16).decode() or "-1")
+                except (OSError, ValueError):
+                    return
+                spawn(hold, conn, who)
+
+        spawn(accept)
+        _STATE["liveness"] = server
+    else:
+        peer_host, _, port = client.blocking_key_value_get(
+            _LIVENESS_KEY, ms
+        ).rpartition(":")
+        try:
+            conn = socket.create_connection((peer_host, int(port)), timeout=10.0)
+            conn.settimeout(None)
+            conn.sendall(str(me).encode().ljust(16))
+        except OSError:
+            return
+        _STATE["liveness"] = conn
+        spawn(hold, conn, 0)
+
+
+def finish(code: int, line: str | None = None) -> int:
+    """Leaves a job (the CLI's last step in every process).
+
+    In a single process this prints ``line`` (if any) to stderr and returns ``code``.
+    In a job: on success, a final barrier, then the normal exit (JAX shuts the
+    runtime down); on failure, ``line`` is printed as ``pixjax: error: ...``, the
+    others are told (they print it too and stop at once, with the same exit status)
+    and the process exits immediately with ``code`` (waiting for a shutdown barrier
+    that a failed process never reaches would only add a crash).
+    """
+    if not is_multiprocess():
+        if line is not None:
+            print(f"pixjax: error: {line}", file=sys.stderr)
+        return code
+    if code == 0:
+        try:
+            _STATE["leaving"] = True
+            barrier("finish", timeout_s=600.0)
+            # wake the watchers (all leaving now) so that none is inside a runtime
+            # call when the interpreter ends
+            try:
+                _client().key_value_set(_STOP_KEY, json.dumps({"code": 0}))
+            except Exception:  # noqa: BLE001 - another process woke them first
+                pass
+            watcher = _STATE.get("watcher")
+            if watcher is not None:
+                watcher.join(timeout=10.0)
+            return 0
+        except Exception as e:  # noqa: BLE001 - any runtime error: the job is gone
+            code, line = EXIT_JOB_STOPPED, stopped_message(e)
+    _EXIT.acquire()  # never released: this process ends here
+    _STATE["leaving"] = True
+    if line is not None:
+        print(f"pixjax: error: {line}", file=sys.stderr)
+    _stop_everyone(process_index(), code, line or "failed")
+    _exit_now(code)
+    return code  # not reached
+
+
+def agree(name: str, record: dict[str, Any], timeout_s: float = 600.0) -> None:
+    """Every process of the job must have been started with the same ``record`` (e.g.
+    the experiment, its config and the workdir): a job whose processes compute
+    different things would give wrong numbers without an error.
+
+    Raises:
+      ValueError: on every process, naming the processes and the keys that differ
+        from process 0's, with both values.
+    """
+    if not is_multiprocess():
+        return
+    import jax
+
+    _STATE["calls"] += 1
+    prefix = f"pixjax/agree/{_STATE['calls']}/{name}"
+    client = _client()
+    text = json.dumps(record, sort_keys=True, default=str)
+    client.key_value_set(f"{prefix}/{jax.process_index()}", text)
+    ms = int(timeout_s * 1000)
+    records = [
+        json.loads(client.blocking_key_value_get(f"{prefix}/{i}", ms))
+        for i in range(jax.process_count())
+    ]
+    client.wait_at_barrier(f"{prefix}/read", ms)
+    first = _flat(records[0])
+    diffs = []
+    for i, rec in enumerate(records[1:], start=1):
+        other = _flat(rec)
+        for key in sorted(set(first) | set(other)):
+            if first.get(key) != other.get(key):
+                diffs.append(
+                    f"process {i} has {key}={other.get(key)!r}, process 0 "
+                    f"{first.get(key)!r}"
+                )
+    if diffs:
+        raise ValueError(
+            f"{name}: the processes of the job were started differently ("
+            + "; ".join(diffs[:4])
+            + ("; ..." if len(diffs) > 4 else "")
+            + "); start every process with the same command"
+        )
+
+
+def _flat(record: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(record, dict):
+        out: dict[str, Any] = {}
+        for k, v in record.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): record}
+
+
 __all__ = [
+    "agree",
     "DEFAULT_HEARTBEAT_S",
     "DEFAULT_TIMEOUT_S",
     "Job",
