@@ -340,6 +340,20 @@ def _check_pipeline_command(args: argparse.Namespace, command: str) -> int:
     return 0 if result.passed else 1
 
 
+def _leave_job_on_signals(distributed) -> None:
+    """Ctrl-C or a scheduler's SIGTERM (SLURM's scancel, a preemption) on one process
+    of a job stops every process at once with one line (exit 128 + signal), instead
+    of unwinding through code that would wait on the others."""
+    import signal
+
+    def leave(signum, _frame):
+        name = signal.Signals(signum).name
+        distributed.finish(128 + signum, f"{distributed.describe()}: {name}")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, leave)
+
+
 def get_experiment(name: str):
     if name not in EXPERIMENTS:
         raise ValueError(
@@ -436,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if job is not None:
             distributed.initialize(job)
+            if distributed.is_multiprocess():
+                _leave_job_on_signals(distributed)
     except (ValueError, OSError, distributed.JobError) as e:
         return distributed.finish(2, str(e))  # a formed job is left at once
     code, line = 0, None
@@ -452,10 +468,6 @@ def main(argv: list[str] | None = None) -> int:
         code, line = 2, str(e)
     except distributed.JobError as e:
         code, line = distributed.EXIT_JOB_STOPPED, f"{distributed.describe()}: {e}"
-    except KeyboardInterrupt:
-        if not distributed.is_multiprocess():
-            raise
-        code, line = 130, f"{distributed.describe()}: interrupted"
     except Exception as e:
         if not distributed.is_multiprocess():
             raise

@@ -36,6 +36,7 @@ per-device axes and a different program per layout), and XLA inserts the collect
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import errno
 import json
@@ -470,8 +471,10 @@ def _watch() -> None:
 
     def run() -> None:
         while True:
+            # short waits: the thread is never long inside a runtime call, which
+            # the interpreter's exit would abort
             try:
-                raw = client.blocking_key_value_get(_STOP_KEY, 3_600_000)
+                raw = client.blocking_key_value_get(_STOP_KEY, 1000)
             except Exception as e:  # noqa: BLE001 - a timeout, or the service gone
                 if _STATE.get("leaving"):
                     return
@@ -495,10 +498,20 @@ def _watch() -> None:
                 )
                 _exit_now(int(stop["code"]))
 
-    # (a daemon thread, but never left inside a runtime call at exit: see finish)
     thread = threading.Thread(target=run, name="pixjax-job-watch", daemon=True)
     thread.start()
     _STATE["watcher"] = thread
+    # A script's normal exit (without finish) shuts the runtime down: not a stop.
+    # (Registered after jax's own exit handler, so it runs before it.)
+    atexit.register(_stop_watching)
+
+
+def _stop_watching() -> None:
+    """Ends the watcher (within its one-second wait) before the runtime shuts down."""
+    _STATE["leaving"] = True
+    watcher = _STATE.get("watcher")
+    if watcher is not None and watcher is not threading.current_thread():
+        watcher.join(timeout=5.0)
 
 
 _LIVENESS_KEY = "pixjax/liveness"
@@ -602,19 +615,13 @@ def finish(code: int, line: str | None = None) -> int:
         try:
             _STATE["leaving"] = True
             barrier("finish", timeout_s=600.0)
-            # wake the watchers (all leaving now) so that none is inside a runtime
-            # call when the interpreter ends
-            try:
-                _client().key_value_set(_STOP_KEY, json.dumps({"code": 0}))
-            except Exception:  # noqa: BLE001 - another process woke them first
-                pass
-            watcher = _STATE.get("watcher")
-            if watcher is not None:
-                watcher.join(timeout=10.0)
+            _stop_watching()
             return 0
         except Exception as e:  # noqa: BLE001 - any runtime error: the job is gone
             code, line = EXIT_JOB_STOPPED, stopped_message(e)
-    _EXIT.acquire()  # never released: this process ends here
+    if not _EXIT.acquire(blocking=False):  # already leaving (e.g. a signal in finish)
+        return code
+    # (never released: this process ends here)
     _STATE["leaving"] = True
     if line is not None:
         print(f"pixjax: error: {line}", file=sys.stderr)

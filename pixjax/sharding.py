@@ -42,9 +42,10 @@ def round_up(n: int, multiple: int) -> int:
     return -(-int(n) // int(multiple)) * int(multiple)
 
 
-def local_rows(mesh: Mesh, n: int) -> slice:
+def local_rows(mesh: Mesh, n: int) -> slice | None:
     """The rows of a batch of ``n`` (split over ``mesh``) that live on this process's
-    devices: all of them in a single process.
+    devices: all of them in a single process; ``None`` where they are not one
+    contiguous block (a mesh whose devices do not come grouped by process).
 
     Raises:
       ValueError: ``n`` is not a multiple of the mesh size (the batch does not split
@@ -58,7 +59,11 @@ def local_rows(mesh: Mesh, n: int) -> slice:
     spans = batch_sharding(mesh).addressable_devices_indices_map((n,)).values()
     starts = [s[0].start or 0 for s in spans]
     stops = [n if s[0].stop is None else s[0].stop for s in spans]
-    return slice(min(starts), max(stops))
+    rows = slice(min(starts), max(stops))
+    covered = sum(
+        b - a for a, b in {(a, b) for a, b in zip(starts, stops, strict=True)}
+    )
+    return rows if covered == rows.stop - rows.start else None
 
 
 def shard_batch(mesh: Mesh, *arrays: np.ndarray) -> tuple[jax.Array, ...]:
@@ -78,7 +83,14 @@ def shard_batch(mesh: Mesh, *arrays: np.ndarray) -> tuple[jax.Array, ...]:
     for a in arrays:
         a = np.asarray(a)
         rows = local_rows(mesh, a.shape[0])
-        out.append(jax.make_array_from_process_local_data(sharding, a[rows], a.shape))
+        if rows is None:  # this process's rows are scattered: cut them shard by shard
+            out.append(
+                jax.make_array_from_callback(a.shape, sharding, lambda i, a=a: a[i])
+            )
+        else:
+            out.append(
+                jax.make_array_from_process_local_data(sharding, a[rows], a.shape)
+            )
     return tuple(out)
 
 

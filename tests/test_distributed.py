@@ -278,7 +278,7 @@ def test_interrupted_process_stops_the_job_at_once(tmp_path):
     assert [p.returncode for p in procs] == [130, 130], outs
     for stderr in outs:
         (line,) = _errors(stderr)
-        assert "process 1 of 2: interrupted" in line
+        assert "process 1 of 2: SIGINT" in line
 
 
 def test_different_process_counts_are_refused(tmp_path):
@@ -413,3 +413,49 @@ def test_job_from_reads_flags_then_environment():
     for bad in ("nohost", "h:0", "h:70000", ":80", "h:x", "http://h:80", "::1:80"):
         with pytest.raises(ValueError, match="--coordinator: expected HOST:PORT"):
             distributed.job_from(bad, 2, 0, environ={})
+
+
+SHARDING_SCRIPT = """
+import sys
+import numpy as np
+from pixjax import distributed
+distributed.initialize(distributed.job_from(sys.argv[1], 2, int(sys.argv[2])))
+import jax
+from jax.sharding import Mesh
+from pixjax import sharding
+batch = np.arange(8 * 3, dtype=np.int32).reshape(8, 3)
+grouped = sharding.data_mesh()
+devices = sorted(jax.devices(), key=lambda d: (d.id % 2048, d.process_index))
+interleaved = Mesh(np.asarray(devices), (sharding.BATCH_AXIS,))
+for mesh, contiguous in ((grouped, True), (interleaved, False)):
+    assert (sharding.local_rows(mesh, 8) is not None) == contiguous
+    (x,) = sharding.shard_batch(mesh, batch)
+    mine = sorted(int(s.index[0].start) for s in x.addressable_shards)
+    assert {s.device.process_index for s in x.addressable_shards} == {
+        jax.process_index()
+    }
+    np.testing.assert_array_equal(sharding.to_host(x), batch)
+    np.testing.assert_array_equal(sharding.to_host(jax.jit(lambda a: a * 2)(x)), 2 * batch)
+    print("ok", contiguous, mine, flush=True)
+"""
+
+
+def test_batches_split_by_process_on_grouped_and_interleaved_meshes():
+    port = _free_port()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SHARDING_SCRIPT, f"127.0.0.1:{port}", str(i)],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=90) for p in procs]
+    for p, (_, stderr) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, stderr[-2000:]
+        assert "pixjax: error" not in stderr  # a script's normal exit is quiet
+    # process 0 holds rows 0..3 of the grouped mesh; rows 0-1 and 4-5 interleaved
+    assert "ok True [0, 2]" in outs[0][0] and "ok True [4, 6]" in outs[1][0]
+    assert "ok False [0, 4]" in outs[0][0] and "ok False [2, 6]" in outs[1][0]

@@ -108,7 +108,7 @@ def map_batches(
     def cut(out: PyTree, count: int) -> PyTree:
         return jax.tree_util.tree_map(
             lambda ax, sub: jax.tree_util.tree_map(
-                lambda a: np.take(np.asarray(a), np.arange(count), axis=ax), sub
+                lambda a: np.take(sharding.to_host(a), np.arange(count), axis=ax), sub
             ),
             out_axes,
             out,
