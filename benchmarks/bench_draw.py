@@ -90,31 +90,21 @@ def forced_picks(sort_from: int):
     return picks
 
 
-def distinct_positions(picks_fn, image_shape, max_num: int, per_channel=False):
-    """``_distinct_positions`` of ``pixel_change`` (same code) with the picks of
-    ``picks_fn``: ``f(key, num, region) -> index [max_num]``."""
-    h, w, c = image_shape
-    units = h * w * (c if per_channel else 1)
-
-    def f(key, num, region):
-        per_pixel = c if per_channel else 1
-        region_units = region[0] * region[1] * per_pixel
-        draws = jax.random.uniform(key, (max_num,))
-        slots = jnp.arange(max_num)
-        r = picks_fn(draws, region_units - num)
-        pix, ch = (r // c, r % c) if per_channel else (r, 0)
-        y = (h - region[0]) // 2 + pix // region[1]
-        x = (w - region[1]) // 2 + pix % region[1]
-        flat = (y * w + x) * per_pixel + ch
-        return jnp.where(slots < num, flat, units)
-
-    return f
-
-
 def batched_draw(picks_fn, max_num: int):
     """Jitted draw over a batch of keys: ``g(keys, num, region) -> [B, max_num]``."""
-    f = distinct_positions(picks_fn, SHAPE, max_num)
-    return jax.jit(jax.vmap(f, in_axes=(0, None, None)))
+
+    def f(key, num, region):
+        return pixels_mod.distinct_positions(
+            key, num, region, image_shape=SHAPE, max_num=max_num
+        )
+
+    g = jax.jit(jax.vmap(f, in_axes=(0, None, None)))
+
+    def traced_with_picks(keys, num, region):
+        with drawing_with(picks_fn):  # the first call traces, with these picks
+            return g(keys, num, region)
+
+    return traced_with_picks
 
 
 def main() -> None:

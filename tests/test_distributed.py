@@ -147,6 +147,16 @@ def _errors(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("pixjax: error")]
 
 
+def _refused(procs, *messages, code=2):
+    """Every process exits with ``code`` and one error line holding ``messages``."""
+    for p in procs:
+        _, stderr = p.communicate(timeout=90)
+        assert p.returncode == code, stderr[-2000:]
+        (line,) = _errors(stderr)
+        for message in messages:
+            assert message in line
+
+
 def _single(name, overrides, workdir):
     """The single-process run, here (this process's devices)."""
     module, configs = cli.get_experiment(name)
@@ -252,12 +262,11 @@ def test_processes_started_with_different_settings_are_refused(tmp_path):
         _start([*args, "smoke"], 0, 2, port),
         _start([*args, "smoke", "split=train"], 1, 2, port),
     ]
-    for p in procs:
-        _, stderr = p.communicate(timeout=90)
-        assert p.returncode == 2, stderr[-2000:]
-        (line,) = _errors(stderr)
-        assert "run: the processes of the job were started differently" in line
-        assert "process 1 has config.split='train', process 0 'test'" in line
+    _refused(
+        procs,
+        "run: the processes of the job were started differently",
+        "process 1 has config.split='train', process 0 'test'",
+    )
     assert not (tmp_path / "w").exists()
 
 
@@ -288,12 +297,7 @@ def test_different_process_counts_are_refused(tmp_path):
         _start(args, 0, 2, port, extra=("--timeout", "30")),
         _start(args, 1, 3, port, extra=("--timeout", "30")),
     ]
-    for p in procs:
-        _, stderr = p.communicate(timeout=90)
-        assert p.returncode == 2, stderr[-2000:]
-        (line,) = _errors(stderr)
-        assert "different process counts" in line
-        assert "process 0: 2, process 1: 3" in line
+    _refused(procs, "different process counts", "process 0: 2, process 1: 3")
     assert not (tmp_path / "w").exists()
 
 

@@ -266,6 +266,35 @@ def _picks(draws: jax.Array, base: jax.Array) -> jax.Array:
     )
 
 
+def distinct_positions(
+    key: PRNGKey,
+    num: jax.Array,
+    region: jax.Array,
+    *,
+    image_shape: tuple[int, int, int],
+    max_num: int,
+    per_channel: bool = False,
+) -> jax.Array:
+    """The positions a pixel change writes: int32 ``[max_num]`` flat indices whose
+    first ``num`` are a uniformly random ``num``-subset of the centred ``region``
+    (``(height, width)``) of an image of ``image_shape`` (pixels, or (pixel, channel)
+    entries with ``per_channel``); the rest are ``H * W`` (``H * W * C``), out of
+    bounds, dropped by ``apply``. Floyd's algorithm (:func:`_picks`): ``max_num``
+    draws instead of a sort over every position of the image."""
+    h, w, c = image_shape
+    per_pixel = c if per_channel else 1
+    units = h * w * per_pixel
+    region_units = region[0] * region[1] * per_pixel
+    draws = jax.random.uniform(key, (max_num,))
+    slots = jnp.arange(max_num)
+    r = _picks(draws, region_units - num)
+    pix, ch = (r // c, r % c) if per_channel else (r, 0)
+    y = (h - region[0]) // 2 + pix // region[1]
+    x = (w - region[1]) // 2 + pix % region[1]
+    flat = (y * w + x) * per_pixel + ch
+    return jnp.where(slots < num, flat, units)
+
+
 def pixel_change(
     image_shape: Sequence[int],
     max_num: int,
@@ -301,23 +330,6 @@ def pixel_change(
     max_num = int(max_num)
     per_channel, quantize = bool(per_channel), bool(quantize)
 
-    def _distinct_positions(key: PRNGKey, num: jax.Array, region: jax.Array):
-        """``max_num`` flat positions: the first ``num`` are a uniformly random
-        ``num``-subset of the centred region, the rest are ``units`` (out of bounds,
-        dropped by ``apply``). Floyd's algorithm, made loop-free
-        (:func:`_floyd_picks`): ``max_num`` draws instead of a sort over every
-        position of the image."""
-        per_pixel = c if per_channel else 1
-        region_units = region[0] * region[1] * per_pixel
-        draws = jax.random.uniform(key, (max_num,))
-        slots = jnp.arange(max_num)
-        r = _picks(draws, region_units - num)
-        pix, ch = (r // c, r % c) if per_channel else (r, 0)
-        y = (h - region[0]) // 2 + pix // region[1]
-        x = (w - region[1]) // 2 + pix % region[1]
-        flat = (y * w + x) * per_pixel + ch
-        return jnp.where(slots < num, flat, units)
-
     def sample(key: PRNGKey, image: Image, params: PixelParams) -> Changes:
         """Draws ``num`` distinct positions in the region and their new values.
 
@@ -327,7 +339,14 @@ def pixel_change(
           params: an unstacked :class:`PixelParams`.
         """
         pos_key, val_key = jax.random.split(key)
-        index = _distinct_positions(pos_key, params.num, params.region)
+        index = distinct_positions(
+            pos_key,
+            params.num,
+            params.region,
+            image_shape=(h, w, c),
+            max_num=max_num,
+            per_channel=per_channel,
+        )
         flat_image = image.reshape(units, vals_per_unit)
         original = flat_image.at[index].get(mode="fill", fill_value=0.0) * 255.0
         shape = (max_num, vals_per_unit)
