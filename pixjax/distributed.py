@@ -244,7 +244,10 @@ def initialize(job: Job) -> None:
       JobError: the coordinator unreachable, its port taken, the job not formed
         within ``job.timeout_s`` (this exits the process with one line on stderr:
         JAX's own connect cannot be interrupted), or processes started with
-        different process counts or the same id (every process raises it).
+        different process counts (every process raises it). A second process 0 is
+        refused by its port; a repeated non-zero id, or one beyond process 0's
+        count, is refused inside JAX (which aborts those processes) and the others
+        end at the timeout.
     """
     import jax
 
@@ -309,8 +312,9 @@ def _client() -> Any:
 
 
 def _check_consistent(job: Job, deadline: float) -> None:
-    """Every process compares what it was started with: the same process count, a
-    distinct id (raises the same :class:`JobError` on every process)."""
+    """Every process compares the process count it was started with to the others'
+    and to the job the coordinator formed (raises the same :class:`JobError` on every
+    process)."""
     import jax
 
     client = _client()
