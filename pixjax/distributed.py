@@ -317,22 +317,13 @@ def _check_consistent(job: Job, deadline: float) -> None:
     process)."""
     import jax
 
-    client = _client()
-    me = jax.process_index()
     record = {
         "num_processes": job.num_processes,
         "process_id": job.process_id,
         "host": socket.gethostname(),
         "pid": os.getpid(),
     }
-    client.key_value_set(f"pixjax/job/{me}", json.dumps(record))
-    timeout_ms = int(max(deadline - time.monotonic(), 5.0) * 1000)
-    records = [
-        json.loads(client.blocking_key_value_get(f"pixjax/job/{i}", timeout_ms))
-        for i in range(jax.process_count())
-    ]
-    # everyone has read everyone's record before anyone leaves over them
-    client.wait_at_barrier("pixjax/job/checked", timeout_ms)
+    records = _exchange("pixjax/job", record, max(deadline - time.monotonic(), 5.0))
     counts = {r["num_processes"] for r in records if r["num_processes"] is not None}
     if len(counts) > 1 or (counts and counts != {jax.process_count()}):
         raise JobError(
@@ -344,6 +335,24 @@ def _check_consistent(job: Job, deadline: float) -> None:
             + f"; the coordinator formed a job of {jax.process_count()}); start "
             "every process with the same --num-processes"
         )
+
+
+def _exchange(prefix: str, record: dict[str, Any], timeout_s: float) -> list[dict]:
+    """Every process's ``record`` (JSON values), in process order, through the job's
+    key-value store; returns once every process has read them all (so that none
+    leaves over them while another still reads)."""
+    import jax
+
+    client = _client()
+    ms = int(timeout_s * 1000)
+    text = json.dumps(record, sort_keys=True, default=str)
+    client.key_value_set(f"{prefix}/{jax.process_index()}", text)
+    records = [
+        json.loads(client.blocking_key_value_get(f"{prefix}/{i}", ms))
+        for i in range(jax.process_count())
+    ]
+    client.wait_at_barrier(f"{prefix}/read", ms)
+    return records
 
 
 def _in_job() -> bool:
@@ -645,19 +654,8 @@ def agree(name: str, record: dict[str, Any], timeout_s: float = 600.0) -> None:
     """
     if not is_multiprocess():
         return
-    import jax
-
     _STATE["calls"] += 1
-    prefix = f"pixjax/agree/{_STATE['calls']}/{name}"
-    client = _client()
-    text = json.dumps(record, sort_keys=True, default=str)
-    client.key_value_set(f"{prefix}/{jax.process_index()}", text)
-    ms = int(timeout_s * 1000)
-    records = [
-        json.loads(client.blocking_key_value_get(f"{prefix}/{i}", ms))
-        for i in range(jax.process_count())
-    ]
-    client.wait_at_barrier(f"{prefix}/read", ms)
+    records = _exchange(f"pixjax/agree/{_STATE['calls']}/{name}", record, timeout_s)
     first = _flat(records[0])
     diffs = []
     for i, rec in enumerate(records[1:], start=1):

@@ -217,16 +217,22 @@ def test_killed_process_stops_the_job_and_the_rerun_resumes(tmp_path):
     assert _numbers(job) == _numbers(single)
 
 
-def test_killed_coordinator_stops_the_others_at_once(tmp_path):
-    workdir = tmp_path / "job"
+def _attack_job_underway(workdir):
+    """A 2-process few-pixel job, one second after process 0 claimed ``workdir``."""
     name = "few-pixel-attack"
     args = ["run", name, "--workdir", str(workdir), "--preset", "smoke", *RUNS[name]]
     port = _free_port()
     procs = [_start(args, i, 2, port) for i in range(2)]
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and not (workdir / "config.json").exists():
+        assert all(p.poll() is None for p in procs)
         time.sleep(0.1)
     time.sleep(1.0)
+    return procs
+
+
+def test_killed_coordinator_stops_the_others_at_once(tmp_path):
+    procs = _attack_job_underway(tmp_path / "job")
     procs[0].send_signal(signal.SIGKILL)
     killed = time.monotonic()
     _, stderr = procs[1].communicate(timeout=60)
@@ -271,15 +277,7 @@ def test_processes_started_with_different_settings_are_refused(tmp_path):
 
 
 def test_interrupted_process_stops_the_job_at_once(tmp_path):
-    name = "few-pixel-attack"
-    workdir = tmp_path / "job"
-    args = ["run", name, "--workdir", str(workdir), "--preset", "smoke", *RUNS[name]]
-    port = _free_port()
-    procs = [_start(args, i, 2, port) for i in range(2)]
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and not (workdir / "config.json").exists():
-        time.sleep(0.1)
-    time.sleep(1.0)
+    procs = _attack_job_underway(tmp_path / "job")
     procs[1].send_signal(signal.SIGINT)
     start = time.monotonic()
     outs = [p.communicate(timeout=60)[1] for p in procs]
