@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from pixjax import checkpoints, sharding
+from pixjax import checkpoints, distributed, sharding
 from pixjax.data.base import check_positive_int
 from pixjax.types import PyTree
 
@@ -299,6 +299,8 @@ class _Store:
         Raises:
           ValueError: the newest readable checkpoint belongs to another run.
         """
+        # In a job, every process lists the same checkpoints (none moved meanwhile).
+        distributed.barrier("driver-restore")
         for step in sorted(self.manager.all_steps(), reverse=True):
             try:
                 state, metrics = self._restore(step)
@@ -307,14 +309,16 @@ class _Store:
             except ValueError as e:
                 src = self.directory / str(step)
                 dst = src.with_name(f"corrupt-{self.unit}-{step}")
-                print(
-                    f"{self.desc}: the checkpoint of {self.unit} {step} is corrupt "
-                    f"({e}); moved to {dst} and trying the previous one",
-                    file=sys.stderr,
-                )
-                if dst.exists():
-                    shutil.rmtree(dst)
-                src.rename(dst)
+                if distributed.is_primary():  # the one writer of a job
+                    print(
+                        f"{self.desc}: the checkpoint of {self.unit} {step} is "
+                        f"corrupt ({e}); moved to {dst} and trying the previous one",
+                        file=sys.stderr,
+                    )
+                    if dst.exists():
+                        shutil.rmtree(dst)
+                    src.rename(dst)
+                distributed.barrier("driver-corrupt-moved")
                 self.manager.reload()
                 continue
             return self.done(step), state, metrics

@@ -207,11 +207,19 @@ def test_killed_process_stops_the_job_and_the_rerun_resumes(tmp_path):
     (line,) = _errors(stderr)
     assert "process 0 of 2: the job stopped" in line and "rerun" in line
     assert not (workdir / common.RESULTS_FILE).exists()
+    # and the newest checkpoint is damaged: process 0 alone moves it aside
+    newest = max(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
+    for f in (ckpts / str(newest) / "state").rglob("*"):
+        if f.is_file() and f.stat().st_size > 64:
+            f.write_bytes(b"\0" * f.stat().st_size)
 
     rerun = _job(args)
     for rc, _, err in rerun:
         assert rc == 0, err[-2000:]
     assert "resuming" in rerun[0][1]
+    assert f"checkpoint of batch {newest} is corrupt" in rerun[0][2]
+    assert "corrupt" not in rerun[1][2]
+    assert (ckpts / f"corrupt-batch-{newest}").is_dir()
     job = json.loads((workdir / common.RESULTS_FILE).read_text())
     single = _single(name, overrides[:-1], tmp_path / "single")
     assert _numbers(job) == _numbers(single)
