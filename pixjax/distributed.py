@@ -355,6 +355,13 @@ def _exchange(prefix: str, record: dict[str, Any], timeout_s: float) -> list[dic
     return records
 
 
+def _next_key(kind: str, name: str) -> str:
+    """A fresh key of the job's store for the next collective step: every process
+    makes the same calls in the same order, so the numbers agree."""
+    _STATE["calls"] += 1
+    return f"pixjax/{kind}/{_STATE['calls']}/{name}"
+
+
 def _in_job() -> bool:
     """Whether ``jax.distributed`` runs in this process (started by
     :func:`initialize` or by the user's own ``jax.distributed.initialize()``); never
@@ -414,8 +421,7 @@ def on_primary(name: str, fn: Callable[[], T], timeout_s: float = 3600.0) -> T |
     """
     if not is_multiprocess():
         return fn()
-    _STATE["calls"] += 1
-    key = f"pixjax/primary/{_STATE['calls']}/{name}"
+    key = _next_key("primary", name)
     client = _client()
     if is_primary():
         try:
@@ -442,10 +448,7 @@ def barrier(name: str, timeout_s: float = 3600.0) -> None:
     """Waits until every process of the job reaches ``barrier(name)`` (no-op in a
     single process)."""
     if is_multiprocess():
-        _STATE["calls"] += 1
-        _client().wait_at_barrier(
-            f"pixjax/barrier/{_STATE['calls']}/{name}", int(timeout_s * 1000)
-        )
+        _client().wait_at_barrier(_next_key("barrier", name), int(timeout_s * 1000))
 
 
 def stopped_message(error: BaseException) -> str:
@@ -595,7 +598,7 @@ def _liveness(host: str | None) -> None:
                 spawn(hold, conn, who)
 
         spawn(accept)
-        _STATE["liveness"] = server
+        _STATE["liveness"] = server  # kept open for the life of the process
     else:
         peer_host, _, port = client.blocking_key_value_get(
             _LIVENESS_KEY, ms
@@ -606,7 +609,7 @@ def _liveness(host: str | None) -> None:
             conn.sendall(str(me).encode().ljust(16))
         except OSError:
             return
-        _STATE["liveness"] = conn
+        _STATE["liveness"] = conn  # kept open for the life of the process
         spawn(hold, conn, 0)
 
 
@@ -654,8 +657,7 @@ def agree(name: str, record: dict[str, Any], timeout_s: float = 600.0) -> None:
     """
     if not is_multiprocess():
         return
-    _STATE["calls"] += 1
-    records = _exchange(f"pixjax/agree/{_STATE['calls']}/{name}", record, timeout_s)
+    records = _exchange(_next_key("agree", name), record, timeout_s)
     first = _flat(records[0])
     diffs = []
     for i, rec in enumerate(records[1:], start=1):
