@@ -506,12 +506,11 @@ def _watch() -> None:
             if _STATE.get("leaving"):  # the job ended well: woken to return
                 return
             stop = json.loads(raw)
+            who, line = f"process {stop['process']}", stop["line"]
+            if not line.startswith(f"{who} of "):  # the line names its process
+                line = f"{who}: {line}"
             with _EXIT:
-                print(
-                    f"pixjax: error: {me}: the job stopped: process "
-                    f"{stop['process']}: {stop['line']}",
-                    file=sys.stderr,
-                )
+                print(f"pixjax: error: {me}: the job stopped: {line}", file=sys.stderr)
                 _exit_now(int(stop["code"]))
 
     thread = threading.Thread(target=run, name="pixjax-job-watch", daemon=True)
