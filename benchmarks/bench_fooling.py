@@ -70,7 +70,7 @@ sys.path.insert(0, ROOT)
 from benchmarks._common import publish  # noqa: E402
 from benchmarks.bench_sweep import interleaved_medians  # noqa: E402
 from pixjax import driver, models  # noqa: E402
-from pixjax.keys import purpose_keys  # noqa: E402
+from pixjax.keys import purpose_keys, random_words  # noqa: E402
 from pixjax.search import (  # noqa: E402
     DirectSettings,
     add,
@@ -382,6 +382,9 @@ def pyribs_to_target(ribs, cap: int):
 # ----------------------------------------------------------------------------- profile
 
 
+VARY_ROW = "vary = SBX + both mutations (encoding.vary)"
+
+
 def profile_parts(
     enc, probs, state, repeats: int, ablations: bool = True, runs=None
 ) -> dict[str, float]:
@@ -418,11 +421,20 @@ def profile_parts(
             jax.random.split(key, pairs), a, b, g
         )
 
-    def draws(key):  # the uniform draws of one generation's variation
+    def draws(key):  # the random words of one generation's variation, per genome
         k = purpose_keys(key, "a", "b")
+        one = lambda k: random_words(k, SHAPE)  # noqa: E731
         return (
-            jax.random.uniform(k["a"], (pairs, *SHAPE)),  # SBX: coin and u
-            jax.random.uniform(k["b"], (POP, *SHAPE)),  # mutation: whether and step
+            jax.vmap(one)(jax.random.split(k["a"], pairs)),  # SBX: coin and u
+            jax.vmap(one)(jax.random.split(k["b"], POP)),  # mutation
+        )
+
+    def draws_bits(key):  # the same words from jax.random.bits (partitionable)
+        k = purpose_keys(key, "a", "b")
+        one = lambda k: jax.random.bits(k, SHAPE)  # noqa: E731
+        return (
+            jax.vmap(one)(jax.random.split(k["a"], pairs)),
+            jax.vmap(one)(jax.random.split(k["b"], POP)),
         )
 
     step = make_generation(enc, probs, pop_size=POP)
@@ -442,8 +454,15 @@ def profile_parts(
         "parent selection + gather (100 pairs)": (jax.jit(select), (key, archive)),
         "SBX crossover (100 pairs)": (jax.jit(sbx), (key, pa, pb)),
         "polynomial mutation (200 children)": (jax.jit(mutate), (key, x)),
-        "vary = SBX + both mutations (encoding.vary)": (jax.jit(vary), (key, pa, pb)),
-        "of which: the 235,200 uniform draws alone": (jax.jit(draws), (key,)),
+        VARY_ROW: (jax.jit(vary), (key, pa, pb)),
+        "of which: the 235,200 random words alone (pixjax.keys.random_words)": (
+            jax.jit(draws),
+            (key,),
+        ),
+        "the same words by jax.random.bits (not used)": (
+            jax.jit(draws_bits),
+            (key,),
+        ),
         "render + forward + softmax (200)": (
             jax.jit(lambda g: probs(render_population(enc, g))),
             (x,),
@@ -742,6 +761,39 @@ def main() -> None:
     ptable = ["| part (jitted alone) | ms | share of the whole |", "|---|---:|---:|"]
     for name, ms in parts.items():
         ptable.append(f"| {name} | {ms:.3f} | {ms / whole:.0%} |")
+    # What each target leaves for the variation: the generation's time at the
+    # target rate minus the generation without variation (selection, forward, add).
+    bare = parts.get("whole generation without variation (children = parents)")
+    if bare is not None:
+        words = next(ms for name, ms in parts.items() if "random words alone" in name)
+        driver_scan = next(
+            ms for name, ms in parts.items() if name.startswith("one generation in ")
+        )
+        budgets = [
+            f"{TARGET_FWD}x the forward pass: {1e3 * POP / (TARGET_FWD * fwd_rate) - bare:.3f} ms"
+        ]
+        if evo is not None:
+            best_evo = max(rate["evosax python"], rate["evosax scan"])
+            budgets.append(
+                f"{TARGET_ANCHOR}x evosax: "
+                f"{1e3 * POP / (TARGET_ANCHOR * best_evo) - bare:.3f} ms"
+            )
+        if ribs is not None:
+            budgets.append(
+                f"{TARGET_ANCHOR}x pyribs IsoLine: "
+                f"{1e3 * POP / (TARGET_ANCHOR * rate['pyribs isoline']) - bare:.3f} ms"
+            )
+        ptable.append("")
+        ptable.append(
+            f"- time left for the variation of {POP} children (the generation at the "
+            f"target rate minus the generation without variation, {bare:.3f} ms; "
+            f"both jitted alone, which runs a generation "
+            f"{whole / driver_scan:.2f}x as long as the driver's scan): "
+            + "; ".join(budgets)
+            + f". The variation now takes {parts[VARY_ROW]:.3f} ms, of which the "
+            f"random words the original's operators need (one per gene for SBX's "
+            f"coin and u, one per gene for mutation) {words:.3f} ms"
+        )
 
     rtable = [
         "| search | 10/10 at >= 0.9999 after | wall s | cells filled / >= 0.9999 at the"

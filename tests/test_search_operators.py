@@ -56,6 +56,17 @@ def test_sbx_children_are_debs(eta):
         lo, hi = sbx_children(jnp.float32(u), jnp.float32(y[0]), jnp.float32(y[1]), eta)
         want = _deb_sbx(np.float64(u), np.float64(y[0]), np.float64(y[1]), eta)
         np.testing.assert_allclose([float(lo), float(hi)], want, atol=5e-5)
+    # the hard corners, batched: u near 0, at 0.5 and near 1 (where 2 - u alpha
+    # would cancel), parents at the bounds, gaps down to 1e-6
+    us = np.float32([0.0, 2.0**-23, 0.25, 0.5, 0.9, 0.999, 1 - 2.0**-20, 1 - 2.0**-23])
+    pairs = [(0.016, 0.368), (0.0, 1.0), (0.0, 0.3), (0.7, 1.0), (0.45, 0.4500011)]
+    pairs += [(0.2, 0.2 + g) for g in (1e-3, 1e-4, 1e-5, 1e-6)]
+    U, Y = np.meshgrid(us, np.arange(len(pairs)), indexing="ij")
+    y = np.float32(pairs)[Y.ravel()]
+    lo, hi = sbx_children(jnp.asarray(U.ravel()), y[:, 0], y[:, 1], eta)
+    for i, (u, (y1, y2)) in enumerate(zip(U.ravel(), y, strict=True)):
+        want = _deb_sbx(np.float64(u), np.float64(y1), np.float64(y2), eta)
+        np.testing.assert_allclose([lo[i], hi[i]], want, rtol=0, atol=1e-6)
     # equal parents: both children keep the value (sferes2 would leave them unset)
     lo, hi = sbx_children(jnp.float32(0.3), jnp.float32(0.7), jnp.float32(0.7), eta)
     assert float(lo) == float(hi) == pytest.approx(0.7)
@@ -78,9 +89,11 @@ def test_mutation_rate_range_and_determinism():
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
     changed = np.asarray(out != genomes).mean()
     assert 0.095 < changed < 0.105  # 156,800 genes at rate 0.1: sd 0.00076
-    # vmap equals a loop over genomes
+    # vmap equals a loop of jitted calls over genomes (op by op, outside jit, a few
+    # genes in a row may round a few ulp differently)
+    one = jax.jit(lambda k, g: polynomial_mutation(k, g, rate=0.1, eta=15.0))
     for i in (0, 7):
-        np.testing.assert_array_equal(out[i], mutate(keys[i], genomes[i]))
+        np.testing.assert_array_equal(out[i], one(keys[i], genomes[i]))
     # steps are of order 1/eta: the mean |delta| of polynomial mutation is 1/(eta+2)
     # before clipping; test on genes in the middle where no clipping happens
     mid = jnp.full((100_000,), 0.5)
