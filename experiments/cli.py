@@ -171,7 +171,15 @@ def _parser() -> argparse.ArgumentParser:
         default="0",
         metavar="T",
         help="largest absolute difference (levels, 0..255 scale) that still passes "
-        "(default 0: identical outputs)",
+        "(default 0: identical outputs; 255: any pixels, a gate on predictions only)",
+    )
+    k.add_argument(
+        "--max-flip-rate",
+        default=None,
+        metavar="R",
+        help="with --checkpoint: the largest share of images (0..1) whose prediction "
+        "may flip between the two outputs for the check to pass (default: flips are "
+        "reported, not gated)",
     )
     k.add_argument(
         "--checkpoint",
@@ -198,8 +206,9 @@ def _parser() -> argparse.ArgumentParser:
 
 _CHECK_EPILOG = """\
 exit codes:
-  0  the outputs differ by at most the tolerance (passed)
-  1  they differ beyond the tolerance (failed): use it to guard a CI job
+  0  the outputs differ by at most the tolerance and, with --max-flip-rate, the
+     predictions flip on at most that share of images (passed)
+  1  either is exceeded (failed): use it to guard a CI job
   2  bad input (one line 'pixjax: error: ...' on stderr; nothing written)
 
 examples:
@@ -207,6 +216,8 @@ examples:
       --images mnist-sample --limit 100 --out runs/check
   pixjax check-pipeline identity 'jpeg:75' --images mnist-sample \\
       --checkpoint lenet5-mnist --tolerance 8
+  pixjax check-pipeline identity 'jpeg:75' --images mnist-sample \\
+      --checkpoint lenet5-mnist --tolerance 255 --max-flip-rate 0.001
 """
 
 
@@ -246,6 +257,18 @@ def _check_pipeline_command(args: argparse.Namespace, command: str) -> int:
             f"--tolerance: expected a finite number >= 0 (levels, 0..255), got "
             f"{args.tolerance!r}"
         )
+    max_flip_rate = None
+    if args.max_flip_rate is not None:
+        accepted = "a share of images in [0, 1]"
+        max_flip_rate = _number(args.max_flip_rate, "--max-flip-rate", accepted)
+        if not 0 <= max_flip_rate <= 1:
+            raise ValueError(
+                f"--max-flip-rate: expected {accepted}, got {args.max_flip_rate!r}"
+            )
+        if args.checkpoint is None:
+            raise ValueError(
+                "--max-flip-rate: needs --checkpoint (the model whose predictions flip)"
+            )
     batch_size = _number(args.batch_size, "--batch-size", "a positive integer", int)
     limit = None
     if args.limit is not None:
@@ -306,6 +329,7 @@ def _check_pipeline_command(args: argparse.Namespace, command: str) -> int:
             dataset,
             model,
             tolerance=tolerance,
+            max_flip_rate=max_flip_rate,
             batch_size=batch_size,
         )
     except ValueError as e:

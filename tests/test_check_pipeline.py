@@ -174,6 +174,48 @@ def test_lenet_flips_and_probability_shift(lenet):
     assert "Flipped images" in r.to_markdown()
 
 
+def test_flip_rate_gate(lenet, tmp_path, capsys):
+    """The flip-rate gate: JPEG quality 5 flips some of 64 digits (counted above by
+    Pillow + the model called directly); a gate at that rate passes, one just below
+    fails, and the pixel gate still applies on its own."""
+    module, variables, _ = lenet
+    ds = data.load("mnist-sample", "test", limit=64)
+    model = (module.apply, variables)
+    base = pixjax.check_pipeline("identity", "jpeg:5", ds, model, tolerance=255)
+    flips = base.summary["model"]["flips"]
+    assert flips >= 1 and base.passed and base.summary["passed_flips"] is None
+    assert base.summary["max_flip_rate"] is None
+    at = pixjax.check_pipeline(
+        "identity", "jpeg:5", ds, model, tolerance=255, max_flip_rate=flips / 64
+    )
+    below = pixjax.check_pipeline(
+        "identity", "jpeg:5", ds, model, tolerance=255, max_flip_rate=(flips - 1) / 64
+    )
+    assert at.passed and at.summary["passed_flips"] and at.summary["passed_pixels"]
+    assert not below.passed and below.summary["passed_flips"] is False
+    assert below.summary["passed_pixels"]
+    assert "FAILED" in below.to_markdown() and "beyond the allowed" in (
+        below.to_markdown()
+    )
+    # both gates: pixels beyond a tolerance of 0 fail even with flips allowed
+    both = pixjax.check_pipeline(
+        "identity", "jpeg:5", ds, model, tolerance=0, max_flip_rate=1.0
+    )
+    assert both.summary["passed_flips"] and not both.passed
+    # the CLI: exit 1 below the measured rate, 0 at it
+    args = ["identity", "jpeg:5", "--images", "mnist-sample", "--limit", "64"]
+    args += ["--checkpoint", "lenet5-mnist", "--tolerance", "255"]
+    rc, out, cap = _cli(tmp_path, capsys, *args, "--max-flip-rate", str(flips / 64))
+    assert rc == 0, cap.err
+    doc = json.loads((out / "check.json").read_text())
+    assert doc["summary"]["passed_flips"] and doc["summary"]["max_flip_rate"] == (
+        flips / 64
+    )
+    below_rate = str((flips - 1) / 64)
+    rc = cli.main(["check-pipeline", *args, "--max-flip-rate", below_rate])
+    assert rc == 1
+
+
 BAD = {
     "unknown step": (["foo:1", "identity"], "train: pipeline step 1"),
     "missing folder": (
@@ -188,6 +230,32 @@ BAD = {
         ["resize:pillow:bilinear:64", "resize:pillow:bilinear:32"],
         "[64, 64, 1] from train 'resize:pillow:bilinear:64' and [32, 32, 1] from "
         "serve 'resize:pillow:bilinear:32'",
+    ),
+    "flip rate above 1": (
+        [
+            "identity",
+            "identity",
+            "--checkpoint",
+            "lenet5-mnist",
+            "--max-flip-rate",
+            "2",
+        ],
+        "--max-flip-rate: expected a share of images in [0, 1], got '2'",
+    ),
+    "flip rate not a number": (
+        [
+            "identity",
+            "identity",
+            "--checkpoint",
+            "lenet5-mnist",
+            "--max-flip-rate",
+            "x",
+        ],
+        "--max-flip-rate: expected a share of images in [0, 1]",
+    ),
+    "flip rate without a model": (
+        ["identity", "identity", "--max-flip-rate", "0.1"],
+        "--max-flip-rate: needs --checkpoint",
     ),
     "float output with a model": (
         ["identity", "resize:jax:linear:28", "--checkpoint", "lenet5-mnist"],
@@ -222,3 +290,10 @@ def test_api_rejects_bad_arguments(digits):
         pixjax.check_pipeline("identity", "identity", x, model=(1, 2, 3))
     with pytest.raises(ValueError, match="value_range"):
         pixjax.check_pipeline("identity", "identity", x / 255.0)
+    for rate in (-0.1, 1.5, math.nan, "0.1", True):
+        with pytest.raises(ValueError, match="max_flip_rate: expected a share"):
+            pixjax.check_pipeline(
+                "identity", "identity", x, model=lambda v: v, max_flip_rate=rate
+            )
+    with pytest.raises(ValueError, match="max_flip_rate: needs a model"):
+        pixjax.check_pipeline("identity", "identity", x, max_flip_rate=0.1)

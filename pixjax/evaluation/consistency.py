@@ -9,8 +9,9 @@ Zhu, "On Aliased Resizing and Surprising Subtleties in GAN Evaluation", CVPR 202
 such as ``"resize:opencv:linear:64|uint8:round"``, or any callable) on the same
 images and reports, per image and overall, whether and how much the outputs differ,
 and with a model how many predictions flip and how the top-1 probability moves.
-Its ``passed`` (largest difference within a tolerance) is the verdict a CI job can
-gate on (``pixjax check-pipeline``).
+Its ``passed`` (largest difference within a tolerance; with a model and
+``max_flip_rate``, also the share of flipped predictions within that rate) is the
+verdict a CI job can gate on (``pixjax check-pipeline``).
 
 Everything runs on the host except the model's forward passes (the shared padded
 batch loop, :func:`pixjax.evaluation.predict.map_batches`, on the default device).
@@ -56,7 +57,10 @@ class CheckResult(NamedTuple):
         * ``max_abs``, ``mean_abs`` (of ``|train - serve|`` over all values, on the
           0..255 scale, in float64), ``share_values_differing``, ``psnr_db``
           (``None`` when identical), ``exact``;
-        * ``tolerance``, ``passed`` (``max_abs <= tolerance``);
+        * ``tolerance``, ``passed_pixels`` (``max_abs <= tolerance``);
+          ``max_flip_rate`` (``None`` unless given), ``passed_flips`` (``None``
+          without ``max_flip_rate``, else the model's ``flip_rate <=
+          max_flip_rate``); ``passed``: both gates that apply passed;
         * ``versions``: :func:`pixjax.perturb.pipeline.library_versions` (decoders
           and resizers change pixels across versions);
         * ``notes``: sentences for findings that are not numbers (dtypes differ);
@@ -104,6 +108,25 @@ def _check_tolerance(tolerance: Any) -> float:
             f"got {tolerance!r}"
         )
     return float(tolerance)
+
+
+def _check_flip_rate(rate: Any, model: Any) -> float | None:
+    if rate is None:
+        return None
+    if (
+        isinstance(rate, bool)
+        or not isinstance(rate, int | float | np.integer | np.floating)
+        or not 0.0 <= float(rate) <= 1.0
+    ):
+        raise ValueError(
+            f"max_flip_rate: expected a share of images in [0, 1] or None, got {rate!r}"
+        )
+    if model is None:
+        raise ValueError(
+            "max_flip_rate: needs a model (the flips are the model's predictions "
+            "changing between the two outputs)"
+        )
+    return float(rate)
 
 
 def _check_images(images: Any, value_range: Any) -> tuple[np.ndarray, Any, str]:
@@ -199,6 +222,7 @@ def check_pipeline(
     labels: Any = None,
     value_range: tuple[float, float] | None = None,
     tolerance: float = 0.0,
+    max_flip_rate: float | None = None,
     batch_size: int = 256,
 ) -> CheckResult:
     """Compares a training and a serving image pipeline on the same images.
@@ -247,7 +271,11 @@ def check_pipeline(
       labels: optional ``[N]`` integer classes (only used with a model).
       value_range: for floating ``images``: ``(0, 1)`` or ``(0, 255)``.
       tolerance: the largest absolute difference (levels, 0..255 scale) that still
-        passes; ``0`` asks for identical outputs.
+        passes; ``0`` asks for identical outputs; ``255`` lets any pixels pass (a
+        gate on predictions only, with ``max_flip_rate``).
+      max_flip_rate: optional (needs ``model``): the largest share of images, in
+        ``[0, 1]``, whose prediction may flip between the two outputs for the check
+        to pass (``0``: no flip allowed); ``None``: flips are reported, not gated.
       batch_size: images per chunk (pipelines and model).
 
     Returns:
@@ -256,7 +284,8 @@ def check_pipeline(
     Raises:
       ValueError: naming the argument: a malformed pipeline (``train`` / ``serve``),
         empty or malformed images, a bad ``value_range``, ``tolerance`` negative or
-        not finite, ``batch_size`` not a positive integer, a ``model`` of another
+        not finite, ``max_flip_rate`` outside ``[0, 1]`` or without a model,
+        ``batch_size`` not a positive integer, a ``model`` of another
         form or that cannot take the outputs, float outputs with a model, labels of
         another shape or outside the model's classes; outputs of different shapes
         (naming both pipelines and shapes).
@@ -265,6 +294,7 @@ def check_pipeline(
     train = _as_pipeline(train_fn, "train")
     serve = _as_pipeline(serve_fn, "serve")
     tol = _check_tolerance(tolerance)
+    flip_gate = _check_flip_rate(max_flip_rate, model)
     check_positive_int("batch_size", batch_size)
     x, ds_labels, source = _check_images(images, value_range)
     if x.dtype == np.uint8 and value_range is not None:
@@ -345,6 +375,7 @@ def check_pipeline(
         output_shape=tuple(shape),
         dtypes=dtypes,
         tolerance=tol,
+        max_flip_rate=flip_gate,
         labels=labels,
         num_classes=num_classes,
         with_model=net is not None,
@@ -401,6 +432,7 @@ def _result(
     output_shape: tuple[int, ...],
     dtypes: dict[str, str],
     tolerance: float,
+    max_flip_rate: float | None,
     labels: np.ndarray | None,
     num_classes: int | None,
     with_model: bool,
@@ -446,6 +478,9 @@ def _result(
         "psnr_db": None if mse == 0 else 10 * math.log10(255.0**2 / mse),
         "exact": overall_max == 0,
         "tolerance": tolerance,
+        "passed_pixels": overall_max <= tolerance,
+        "max_flip_rate": max_flip_rate,
+        "passed_flips": None,
         "passed": overall_max <= tolerance,
         "versions": pl.library_versions(),
         "notes": notes,
@@ -479,6 +514,9 @@ def _result(
             )
             if labels is not None:
                 row["label"] = int(labels[i])
+        if max_flip_rate is not None:
+            summary["passed_flips"] = summary["model"]["flip_rate"] <= max_flip_rate
+            summary["passed"] = summary["passed_pixels"] and summary["passed_flips"]
     return CheckResult(summary, per_image, bool(summary["passed"]))
 
 
@@ -554,7 +592,7 @@ def summary_paragraph(summary: dict[str, Any]) -> str:
     a model the flips and the probability shift."""
     s = summary
     verdict = "PASSED" if s["passed"] else "FAILED"
-    within = "within" if s["passed"] else "beyond"
+    within = "within" if s["passed_pixels"] else "beyond"
     pair = f"train `{s['train']}` and serve `{s['serve']}`"
     if s["exact"]:
         text = (
@@ -584,6 +622,11 @@ def summary_paragraph(summary: dict[str, Any]) -> str:
             f"{_ci(m['prob_shift_ci'], lambda v: f'{v:+.4f}')}), at most "
             f"{m['prob_shift_max_abs']:.4f}."
         )
+        if s["max_flip_rate"] is not None:
+            text += (
+                f" The flip rate is {'within' if s['passed_flips'] else 'beyond'} "
+                f"the allowed {100 * s['max_flip_rate']:.4g}%."
+            )
         if m["labelled"]:
             text += (
                 f" Accuracy {_pct(m['train_accuracy'])} under train, "
@@ -627,6 +670,15 @@ def format_markdown(
         f"| share of values differing | {_pct(s['share_values_differing'])} |",
         f"| PSNR (dB) | {psnr} |",
         f"| tolerance | {_num(s['tolerance'])} |",
+        f"| within the tolerance | {'yes' if s['passed_pixels'] else 'no'} |",
+        *(
+            []
+            if s["max_flip_rate"] is None
+            else [
+                f"| allowed flip rate | {100 * s['max_flip_rate']:.4g}% |",
+                f"| flip rate within it | {'yes' if s['passed_flips'] else 'no'} |",
+            ]
+        ),
         f"| passed | {'yes' if s['passed'] else 'no'} |",
         "",
         "Intervals are Wilson 95%. Differences are |train - serve| in float64 on the "
