@@ -51,10 +51,17 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's one-line errors: ``pixjax: error: ...`` on stderr and
+    exit status 2 (argparse prints its usage first; ``--help`` shows it)."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        print(f"pixjax: error: {self.prog}: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="pixjax", description="pixjax experiments (see README.md)."
-    )
+    p = _Parser(prog="pixjax", description="pixjax experiments (see README.md).")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the experiments")
     r = sub.add_parser("run", help="run an experiment")
@@ -389,11 +396,14 @@ def get_experiment(name: str):
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args, extra = parser.parse_known_args(argv)
-    # KEY=VALUE overrides may come before or after the options.
-    bad = [a for a in extra if a.startswith("-") or "=" not in a]
-    if bad or (extra and args.command != "run"):
-        parser.error(f"unrecognized arguments: {' '.join(bad or extra)}")
+    try:
+        args, extra = parser.parse_known_args(argv)
+        # KEY=VALUE overrides may come before or after the options.
+        bad = [a for a in extra if a.startswith("-") or "=" not in a]
+        if bad or (extra and args.command != "run"):
+            parser.error(f"unrecognized arguments: {' '.join(bad or extra)}")
+    except SystemExit as e:  # a one-line error (exit 2) or --help (exit 0)
+        return e.code if isinstance(e.code, int) else 2
     if args.command == "run":
         args.overrides = list(args.overrides) + extra
     if args.command == "convert":

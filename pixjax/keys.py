@@ -83,7 +83,8 @@ def random_words(key: PRNGKey, shape: tuple[int, ...]) -> jax.Array:
     rows differ from what each key gives alone.
 
     Args:
-      key: one typed PRNG key (consumed whole: use one key per purpose).
+      key: one PRNG key (consumed whole: use one key per purpose): typed
+        (``jax.random.key``) or a raw uint32 key (``jax.random.PRNGKey``).
       shape: static output shape.
 
     Returns:
@@ -95,6 +96,8 @@ def random_words(key: PRNGKey, shape: tuple[int, ...]) -> jax.Array:
     n = math.prod(shape)
     if n >= 2**32 - 1:
         raise ValueError(f"shape: expected fewer than 2**32 - 1 words, got {shape}")
+    if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.wrap_key_data(key)  # a raw key, as jax.random takes it
     # the cipher key from the key's own purpose "random_words", so it is no other
     # draw's first words even if the key were (wrongly) used again
     cipher = jax.random.bits(purpose_key(key, "random_words"), (2,), jnp.uint32)

@@ -193,6 +193,12 @@ def test_flip_rate_gate(lenet, tmp_path, capsys):
     )
     assert at.passed and at.summary["passed_flips"] and at.summary["passed_pixels"]
     assert not below.passed and below.summary["passed_flips"] is False
+    assert f"({flips} of 64), is beyond the allowed" in below.to_markdown()
+    zero = pixjax.check_pipeline(
+        "identity", "identity", ds, model, tolerance=-0.0, max_flip_rate=-0.0
+    )
+    assert zero.passed and str(zero.summary["max_flip_rate"]) == "0.0"
+    assert str(zero.summary["tolerance"]) == "0.0" and "-0" not in zero.to_markdown()
     assert below.summary["passed_pixels"]
     assert "FAILED" in below.to_markdown() and "beyond the allowed" in (
         below.to_markdown()
@@ -253,6 +259,10 @@ BAD = {
         ],
         "--max-flip-rate: expected a share of images in [0, 1]",
     ),
+    "flip rate without a value": (
+        ["identity", "identity", "--checkpoint", "lenet5-mnist", "--max-flip-rate"],
+        "--max-flip-rate: expected one argument",
+    ),
     "flip rate without a model": (
         ["identity", "identity", "--max-flip-rate", "0.1"],
         "--max-flip-rate: needs --checkpoint",
@@ -279,7 +289,7 @@ def test_bad_input(tmp_path, capsys, case):
 
 def test_api_rejects_bad_arguments(digits):
     x = digits.images[:4]
-    for tol in (-1, math.nan, math.inf, "1"):
+    for tol in (-1, math.nan, math.inf, "1", 10**400):
         with pytest.raises(ValueError, match="tolerance"):
             pixjax.check_pipeline("identity", "identity", x, tolerance=tol)
     with pytest.raises(ValueError, match="images: expected at least one"):
@@ -290,7 +300,7 @@ def test_api_rejects_bad_arguments(digits):
         pixjax.check_pipeline("identity", "identity", x, model=(1, 2, 3))
     with pytest.raises(ValueError, match="value_range"):
         pixjax.check_pipeline("identity", "identity", x / 255.0)
-    for rate in (-0.1, 1.5, math.nan, "0.1", True):
+    for rate in (-0.1, 1.5, math.nan, "0.1", True, 10**400):
         with pytest.raises(ValueError, match="max_flip_rate: expected a share"):
             pixjax.check_pipeline(
                 "identity", "identity", x, model=lambda v: v, max_flip_rate=rate

@@ -94,3 +94,11 @@ def test_unit_floats_hand_values():
     np.testing.assert_array_equal(
         np.asarray(unit_floats(w)), np.float32([0.0, 2.0**-23, 1 - 2.0**-23, 0.5])
     )
+
+
+def test_random_words_take_raw_keys_too():
+    typed = jax.random.key(3)
+    raw = jax.random.PRNGKey(3)
+    np.testing.assert_array_equal(random_words(raw, (9,)), random_words(typed, (9,)))
+    batched = jax.vmap(lambda k: random_words(k, (4,)))(jax.random.split(raw, 3))
+    assert batched.shape == (3, 4)

@@ -95,29 +95,33 @@ def _label(fn: Callable) -> str:
 
 
 def _check_tolerance(tolerance: Any) -> float:
-    if isinstance(tolerance, bool) or not isinstance(
-        tolerance, int | float | np.integer | np.floating
+    value = _as_float(tolerance)
+    if value is None or not math.isfinite(value) or value < 0:
+        raise ValueError(
+            f"tolerance: expected a finite number >= 0 (levels on the 0..255 scale), "
+            f"got {tolerance!r}"
+        )
+    return value
+
+
+def _as_float(value: Any) -> float | None:
+    """``value`` as a float when it is a real number (not a bool), else None; -0.0 as
+    0.0."""
+    if isinstance(value, bool) or not isinstance(
+        value, int | float | np.integer | np.floating
     ):
-        raise ValueError(
-            f"tolerance: expected a finite number >= 0 (levels on the 0..255 scale), "
-            f"got {tolerance!r}"
-        )
-    if not math.isfinite(float(tolerance)) or tolerance < 0:
-        raise ValueError(
-            f"tolerance: expected a finite number >= 0 (levels on the 0..255 scale), "
-            f"got {tolerance!r}"
-        )
-    return float(tolerance)
+        return None
+    try:
+        return float(value) + 0.0
+    except OverflowError:  # an int beyond float's range
+        return None
 
 
 def _check_flip_rate(rate: Any, model: Any) -> float | None:
     if rate is None:
         return None
-    if (
-        isinstance(rate, bool)
-        or not isinstance(rate, int | float | np.integer | np.floating)
-        or not 0.0 <= float(rate) <= 1.0
-    ):
+    value = _as_float(rate)
+    if value is None or not 0.0 <= value <= 1.0:
         raise ValueError(
             f"max_flip_rate: expected a share of images in [0, 1] or None, got {rate!r}"
         )
@@ -126,7 +130,7 @@ def _check_flip_rate(rate: Any, model: Any) -> float | None:
             "max_flip_rate: needs a model (the flips are the model's predictions "
             "changing between the two outputs)"
         )
-    return float(rate)
+    return value
 
 
 def _check_images(images: Any, value_range: Any) -> tuple[np.ndarray, Any, str]:
@@ -577,6 +581,11 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+def _rate(x: float) -> str:
+    """A share as a percentage with every digit that tells two rates apart."""
+    return f"{100 * x:.8g}%"
+
+
 def _ci(ci: Sequence[float] | None, fmt=_pct) -> str:
     if ci is None:
         return "n/a"
@@ -624,8 +633,9 @@ def summary_paragraph(summary: dict[str, Any]) -> str:
         )
         if s["max_flip_rate"] is not None:
             text += (
-                f" The flip rate is {'within' if s['passed_flips'] else 'beyond'} "
-                f"the allowed {100 * s['max_flip_rate']:.4g}%."
+                f" The flip rate, {_rate(m['flip_rate'])} ({m['flips']} of "
+                f"{s['n']}), is {'within' if s['passed_flips'] else 'beyond'} the "
+                f"allowed {_rate(s['max_flip_rate'])}."
             )
         if m["labelled"]:
             text += (
@@ -675,7 +685,8 @@ def format_markdown(
             []
             if s["max_flip_rate"] is None
             else [
-                f"| allowed flip rate | {100 * s['max_flip_rate']:.4g}% |",
+                f"| flip rate | {_rate(s['model']['flip_rate'])} |",
+                f"| allowed flip rate | {_rate(s['max_flip_rate'])} |",
                 f"| flip rate within it | {'yes' if s['passed_flips'] else 'no'} |",
             ]
         ),
